@@ -1,0 +1,172 @@
+//! The calls an agent makes on a task it holds: status update, complete, fail (SPEC §3),
+//! and the key checks they share ("Key checks on every agent transition").
+
+use crate::error::{Bound, Error};
+use crate::event::Event;
+use crate::ids::{AgentId, TaskId};
+use crate::queue::Queue;
+use crate::status::TaskStatus;
+use crate::task::Task;
+
+/// Which agent call is being checked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Update,
+    Complete,
+    Fail,
+}
+
+impl Call {
+    /// The terminal status this call leads to, for recognizing a retry of it.
+    fn terminal_status(self) -> Option<TaskStatus> {
+        match self {
+            Call::Update => None,
+            Call::Complete => Some(TaskStatus::CompleteSuccessful),
+            Call::Fail => Some(TaskStatus::CompleteFailed),
+        }
+    }
+}
+
+/// What a passed key check allows.
+enum Checked {
+    /// Apply the call.
+    Proceed,
+    /// The same terminal call already succeeded with these keys: answer as then.
+    Repeat,
+}
+
+impl Queue {
+    /// The agent reports progress: the message is appended verbatim to the task's history,
+    /// Assigned becomes InProgress, and the lease is renewed to `now + lease` (a heartbeat).
+    /// ThreadFix answers `"Successfully updated ScanQueueTask"`.
+    ///
+    /// Errors: [`Error::BoundExceeded`] for a too long message, and the key-check errors
+    /// (see [`complete_task`](Queue::complete_task)).
+    pub fn update_status(
+        &mut self,
+        now_ms: u64,
+        task: TaskId,
+        message: &str,
+        agent_key: &str,
+        task_key: &str,
+    ) -> Result<&Task, Error> {
+        let now_ms = self.advance(now_ms);
+        self.check_len(message, self.config.max_message_len, Bound::MessageLen)?;
+        let checked = self.check_agent_call(task, agent_key, task_key, Call::Update);
+        if let Checked::Proceed = self.note_rejection(checked)? {
+            self.commit(Event::StatusUpdated {
+                task,
+                message: message.to_owned(),
+                at_ms: now_ms,
+                lease_until_ms: now_ms.saturating_add(self.config.lease_ms),
+            });
+        }
+        self.tasks.get(&task).ok_or(Error::UnknownTask(task))
+    }
+
+    /// The agent completes the task: CompleteSuccessful, `endTime = now`, status message
+    /// `Scan completed successfully at: …`. Storing the result file is the embedder's job.
+    ///
+    /// Repeating the call with the same keys after it succeeded returns the same task again
+    /// (a retry after a lost response); any other call on a finished task is refused.
+    ///
+    /// Errors, in the order checked: [`Error::InvalidAgentKey`] (not a live key),
+    /// [`Error::UnknownTask`], [`Error::WrongState`] (not Assigned/InProgress),
+    /// [`Error::LeaseExpired`] (this agent's lease ran out and the task was taken back),
+    /// [`Error::NotTaskHolder`] (another agent holds it), [`Error::InvalidTaskKey`] (wrong or
+    /// stale task key).
+    pub fn complete_task(
+        &mut self,
+        now_ms: u64,
+        task: TaskId,
+        agent_key: &str,
+        task_key: &str,
+    ) -> Result<&Task, Error> {
+        let now_ms = self.advance(now_ms);
+        let checked = self.check_agent_call(task, agent_key, task_key, Call::Complete);
+        if let Checked::Proceed = self.note_rejection(checked)? {
+            self.commit(Event::TaskCompleted {
+                task,
+                at_ms: now_ms,
+            });
+        }
+        self.tasks.get(&task).ok_or(Error::UnknownTask(task))
+    }
+
+    /// The agent reports failure: CompleteFailed, `endTime = now`, and the status message
+    /// (also ThreadFix's answer, see [`Task::failure_message`]) `ScanAgent reported that the
+    /// scan task: {id} had failed client-side for the following reason: {message}`.
+    ///
+    /// Errors and retries as [`complete_task`](Queue::complete_task), plus
+    /// [`Error::BoundExceeded`] for a too long message. A repeated call answers with the
+    /// reason first recorded.
+    pub fn fail_task(
+        &mut self,
+        now_ms: u64,
+        task: TaskId,
+        message: &str,
+        agent_key: &str,
+        task_key: &str,
+    ) -> Result<&Task, Error> {
+        let now_ms = self.advance(now_ms);
+        self.check_len(message, self.config.max_message_len, Bound::MessageLen)?;
+        let checked = self.check_agent_call(task, agent_key, task_key, Call::Fail);
+        if let Checked::Proceed = self.note_rejection(checked)? {
+            self.commit(Event::TaskFailed {
+                task,
+                reason: message.to_owned(),
+                at_ms: now_ms,
+            });
+        }
+        self.tasks.get(&task).ok_or(Error::UnknownTask(task))
+    }
+
+    /// The key checks every agent call passes. Time has already been advanced, so a lease
+    /// that ran out by `now` has already been taken back.
+    fn check_agent_call(
+        &self,
+        id: TaskId,
+        agent_key: &str,
+        task_key: &str,
+        call: Call,
+    ) -> Result<Checked, Error> {
+        let agent = self.agent_for_key(agent_key).ok_or(Error::InvalidAgentKey)?;
+        let task = self.tasks.get(&id).ok_or(Error::UnknownTask(id))?;
+        let lost_lease = || task.lease_lost_by == Some(agent);
+        let holds = |a: AgentId| a == agent;
+        let wrong_state = Error::WrongState {
+            task: id,
+            status: task.status,
+        };
+        if !task.status.is_active() {
+            // A retry of the call that finished the task, with the keys that made it.
+            if task.status.is_terminal()
+                && call.terminal_status() == Some(task.status)
+                && let Some(a) = &task.assignment
+                && holds(a.agent)
+                && a.task_key.matches(task_key)
+            {
+                return Ok(Checked::Repeat);
+            }
+            return Err(if lost_lease() {
+                Error::LeaseExpired { task: id }
+            } else {
+                wrong_state
+            });
+        }
+        let Some(assignment) = &task.assignment else {
+            return Err(Error::Inconsistent(format!("active task {id} has no assignment")));
+        };
+        if !holds(assignment.agent) {
+            return Err(if lost_lease() {
+                Error::LeaseExpired { task: id }
+            } else {
+                Error::NotTaskHolder { task: id }
+            });
+        }
+        if !assignment.task_key.matches(task_key) {
+            return Err(Error::InvalidTaskKey { task: id });
+        }
+        Ok(Checked::Proceed)
+    }
+}

@@ -1,0 +1,164 @@
+//! Secrets: scan agent keys and task keys (SPEC §4).
+//!
+//! A key is 44 characters of `[A-Za-z0-9]` drawn from the queue's CSPRNG: 44 × log2(62) ≈ 262
+//! bits. Keys are compared in constant time, and no `Debug` or `Display` shows them; the only
+//! way to read one is [`AgentKey::expose_secret`] / [`TaskKey::expose_secret`], named so that
+//! every place that does it is easy to find.
+
+use rand::RngCore;
+use rand::distr::{Alphanumeric, Distribution};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use subtle::ConstantTimeEq;
+
+/// Length of every key this queue mints, in characters (and bytes: keys are ASCII).
+pub const KEY_LEN: usize = 44;
+
+/// The bytes of a key; always [`KEY_LEN`] ASCII alphanumerics.
+#[derive(Clone)]
+struct Secret([u8; KEY_LEN]);
+
+impl Secret {
+    fn generate(rng: &mut dyn RngCore) -> Secret {
+        let mut bytes = [0u8; KEY_LEN];
+        for b in &mut bytes {
+            *b = Alphanumeric.sample(rng);
+        }
+        Secret(bytes)
+    }
+
+    fn parse(s: &str) -> Option<Secret> {
+        let bytes: [u8; KEY_LEN] = s.as_bytes().try_into().ok()?;
+        bytes
+            .iter()
+            .all(u8::is_ascii_alphanumeric)
+            .then_some(Secret(bytes))
+    }
+
+    fn as_str(&self) -> &str {
+        // Always ASCII by construction (generate/parse), so this never takes the fallback.
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+
+    /// Constant-time comparison with a presented key. The length is not secret (every key
+    /// has the same one), so a wrong length returns early; the contents never do.
+    fn matches(&self, presented: &str) -> bool {
+        let presented = presented.as_bytes();
+        presented.len() == KEY_LEN && bool::from(self.0.as_slice().ct_eq(presented))
+    }
+
+    /// The first eight bytes, used only to find the agent a presented key may belong to; the
+    /// whole key is then compared in constant time. Learning a selector by timing still leaves
+    /// 36 unknown characters (over 200 bits).
+    fn selector(bytes: &[u8]) -> Option<u64> {
+        let head: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+        Some(u64::from_le_bytes(head))
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        bool::from(self.0.as_slice().ct_eq(other.0.as_slice()))
+    }
+}
+impl Eq for Secret {}
+
+macro_rules! key_type {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq)]
+        pub struct $name(Secret);
+
+        impl $name {
+            /// Draws a fresh key from `rng` (which should be a CSPRNG).
+            pub fn generate(rng: &mut dyn RngCore) -> $name {
+                $name(Secret::generate(rng))
+            }
+
+            /// Parses a key in our format (44 ASCII alphanumerics), e.g. from a snapshot.
+            pub fn parse(s: &str) -> Option<$name> {
+                Secret::parse(s).map($name)
+            }
+
+            /// Whether `presented` is this key, compared in constant time.
+            pub fn matches(&self, presented: &str) -> bool {
+                self.0.matches(presented)
+            }
+
+            /// The key itself, to hand to its owner or to persist. Never log it.
+            pub fn expose_secret(&self) -> &str {
+                self.0.as_str()
+            }
+
+            #[allow(dead_code)]
+            pub(crate) fn selector(&self) -> u64 {
+                Secret::selector(&self.0 .0).unwrap_or(0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(concat!($what, "(<redacted>)"))
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.expose_secret())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<$name, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                $name::parse(&s).ok_or_else(|| {
+                    serde::de::Error::custom(concat!(
+                        "a ",
+                        $what,
+                        " must be 44 ASCII letters and digits"
+                    ))
+                })
+            }
+        }
+    };
+}
+
+key_type!(
+    /// A scan agent's key (`scanAgentSecureKey`): identifies one registered agent.
+    AgentKey,
+    "AgentKey"
+);
+key_type!(
+    /// A task key (`secureTaskKey`): valid for one assignment of one task to one agent.
+    TaskKey,
+    "TaskKey"
+);
+
+/// The selector of a presented key, if it is long enough to have one.
+pub(crate) fn presented_selector(presented: &str) -> Option<u64> {
+    Secret::selector(presented.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn keys_are_44_alphanumerics_and_redacted() {
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed([7; 32]);
+        let k = AgentKey::generate(&mut rng);
+        let s = k.expose_secret().to_owned();
+        assert_eq!(s.len(), KEY_LEN);
+        assert!(s.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert!(k.matches(&s));
+        assert!(!k.matches(&s[..43]));
+        assert!(!format!("{k:?}").contains(&s));
+        assert_eq!(AgentKey::parse(&s), Some(k.clone()));
+        assert_eq!(AgentKey::parse("short"), None);
+        assert_eq!(AgentKey::parse(&format!("{}!", &s[..43])), None);
+        let json = serde_json::to_string(&k).unwrap();
+        assert_eq!(json, format!("\"{s}\""));
+        assert!(serde_json::from_str::<AgentKey>("\"nope\"").is_err());
+    }
+}

@@ -1,0 +1,663 @@
+//! The queue: state, indexes, and the one place where events change them.
+//!
+//! Every mutation follows the same two steps (TigerBeetle's "compute, then apply"):
+//! 1. an operation checks its inputs against the state and builds an [`Event`] describing
+//!    exactly what will change (including any ids, keys and deadlines it generated); nothing
+//!    is mutated if a check fails;
+//! 2. [`Queue::commit`] applies the event. Replaying a journal goes through the same
+//!    function, so live operation and replay cannot drift apart.
+//!
+//! The operations themselves live in files named for them: `scan.rs` (queue a scan),
+//! `agent.rs` (keys and revocation), `assign.rs` (request a task), `agent_call.rs` (status
+//! update, complete, fail), `lease.rs` (time), `admin.rs` (cancel), `snapshot.rs`.
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::event::Event;
+use crate::hash::FxHashMap;
+use crate::ids::{AgentId, TaskId};
+use crate::key::{AgentKey, presented_selector};
+use crate::rng::KeySource;
+use crate::stats::{Counters, Stats};
+use crate::status::TaskStatus;
+use crate::task::{Assignment, StatusMessage, Task};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+/// The scan task queue: a deterministic state machine with no I/O.
+///
+/// Methods come in four kinds (as in quinn-proto):
+/// - getters (`&self`): [`task`](Queue::task), [`tasks_with_status`](Queue::tasks_with_status),
+///   [`stats`](Queue::stats), [`next_deadline_ms`](Queue::next_deadline_ms), ...;
+/// - operations (`&mut self`, each taking `now_ms`): [`queue_scan`](Queue::queue_scan),
+///   [`register_agent`](Queue::register_agent), [`request_task`](Queue::request_task),
+///   [`update_status`](Queue::update_status), [`complete_task`](Queue::complete_task),
+///   [`fail_task`](Queue::fail_task), [`cancel_task`](Queue::cancel_task),
+///   [`revoke_agent`](Queue::revoke_agent), and [`advance`](Queue::advance) for time alone;
+/// - outputs: [`poll_event`](Queue::poll_event) (the journal) and
+///   [`next_deadline_ms`](Queue::next_deadline_ms) (when to wake up);
+/// - persistence: [`snapshot`](Queue::snapshot), [`restore`](Queue::restore),
+///   [`apply`](Queue::apply).
+///
+/// Every operation first advances time to `now_ms` (applying every lease expiry and deadline
+/// up to then, in time order), then either succeeds or fails with no further change.
+pub struct Queue {
+    pub(crate) config: Config,
+    pub(crate) keys: KeySource,
+    /// The latest `now` seen; time never runs backwards inside the queue.
+    pub(crate) clock_ms: u64,
+    /// The id the next queued task gets; ids are never reused.
+    pub(crate) next_task_id: u64,
+    /// Every task not yet evicted.
+    pub(crate) tasks: FxHashMap<TaskId, Task>,
+    /// Task ids by status (index [`TaskStatus::index`]), for counts and ordered listings.
+    pub(crate) by_status: [BTreeSet<TaskId>; 7],
+    /// Per scanner: open tasks using it, and its queued task ids in order (oldest first).
+    pub(crate) scanners: FxHashMap<Arc<str>, ScannerQueue>,
+    /// One entry per open task: (its next timer instant, id). The first is the next expiry.
+    pub(crate) timers: BTreeSet<(u64, TaskId)>,
+    /// Finished tasks in the order they finished; the front is evicted first.
+    pub(crate) finished: VecDeque<TaskId>,
+    /// Registered agents by id (ordered, for deterministic snapshots).
+    pub(crate) agents: BTreeMap<AgentId, Agent>,
+    /// Agents by the first 8 bytes of their key (see `key.rs`), to find a presented key's agent.
+    pub(crate) agent_by_selector: FxHashMap<u64, AgentId>,
+    pub(crate) counters: Counters,
+    /// A metric, not state: not in snapshots or events, so a refused call changes no state.
+    pub(crate) rejected_key_checks: u64,
+    /// Events not yet taken by [`Queue::poll_event`].
+    pub(crate) events: VecDeque<Event>,
+}
+
+/// The per-scanner index.
+#[derive(Debug, Default)]
+pub(crate) struct ScannerQueue {
+    /// Open (non-terminal) tasks of this scanner; the entry is dropped at zero.
+    pub(crate) open: usize,
+    /// Queued task ids, oldest first.
+    pub(crate) queued: BTreeSet<TaskId>,
+}
+
+/// A registered scan agent.
+#[derive(Debug)]
+pub(crate) struct Agent {
+    pub(crate) key: AgentKey,
+    pub(crate) registered_ms: u64,
+    /// Tasks it holds (Assigned or InProgress).
+    pub(crate) tasks: BTreeSet<TaskId>,
+}
+
+/// What the indexes know about a task, taken before a change so `reindex` can move it.
+#[derive(Clone, Copy)]
+pub(crate) struct IndexKey {
+    status: TaskStatus,
+    timer: Option<u64>,
+    holder: Option<AgentId>,
+}
+
+impl IndexKey {
+    pub(crate) fn of(task: &Task) -> IndexKey {
+        IndexKey {
+            status: task.status,
+            timer: task.timer_ms(),
+            holder: match &task.assignment {
+                Some(a) if task.status.is_active() => Some(a.agent),
+                _ => None,
+            },
+        }
+    }
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("clock_ms", &self.clock_ms)
+            .field("next_task_id", &self.next_task_id)
+            .field("tasks", &self.tasks.len())
+            .field("agents", &self.agents.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Queue {
+    /// An empty queue.
+    ///
+    /// ```
+    /// use scan_queue::{Config, KeySource, Queue};
+    /// let queue = Queue::new(Config::default(), KeySource::from_seed([1; 32])).unwrap();
+    /// assert_eq!(queue.stats().open_tasks(), 0);
+    /// ```
+    pub fn new(config: Config, keys: KeySource) -> Result<Queue, Error> {
+        config.validate()?;
+        Ok(Queue {
+            config,
+            keys,
+            clock_ms: 0,
+            next_task_id: 1,
+            tasks: FxHashMap::default(),
+            by_status: Default::default(),
+            scanners: FxHashMap::default(),
+            timers: BTreeSet::new(),
+            finished: VecDeque::new(),
+            agents: BTreeMap::new(),
+            agent_by_selector: FxHashMap::default(),
+            counters: Counters::default(),
+            rejected_key_checks: 0,
+            events: VecDeque::new(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The latest `now` the queue has seen.
+    pub fn clock_ms(&self) -> u64 {
+        self.clock_ms
+    }
+
+    /// A task by id, with its full status history.
+    pub fn task(&self, id: TaskId) -> Option<&Task> {
+        self.tasks.get(&id)
+    }
+
+    /// Tasks with `status`, oldest (lowest id) first; `.rev()` for newest first.
+    pub fn tasks_with_status(
+        &self,
+        status: TaskStatus,
+    ) -> impl DoubleEndedIterator<Item = &Task> + '_ {
+        self.tasks_in(status, ..)
+    }
+
+    /// Tasks with `status` and an id in `range`, e.g. `TaskId(100)..` to page through a long
+    /// listing with bounded work per page.
+    pub fn tasks_in(
+        &self,
+        status: TaskStatus,
+        range: impl std::ops::RangeBounds<TaskId>,
+    ) -> impl DoubleEndedIterator<Item = &Task> + '_ {
+        let set = &self.by_status[status.index()];
+        let ids = match (range.start_bound(), range.end_bound()) {
+            // BTreeSet::range panics on an inverted range; an empty one is the right answer.
+            (std::ops::Bound::Included(a) | std::ops::Bound::Excluded(a),
+             std::ops::Bound::Included(b) | std::ops::Bound::Excluded(b))
+                if a > b =>
+            {
+                None
+            }
+            (std::ops::Bound::Excluded(a), std::ops::Bound::Excluded(b)) if a == b => None,
+            (start, end) => Some(set.range((start.cloned(), end.cloned()))),
+        };
+        ids.into_iter()
+            .flatten()
+            .filter_map(move |id| self.tasks.get(id))
+    }
+
+    /// Counts per status and lifetime counters.
+    pub fn stats(&self) -> Stats {
+        let mut by_status = [0usize; 7];
+        for (count, set) in by_status.iter_mut().zip(&self.by_status) {
+            *count = set.len();
+        }
+        Stats {
+            by_status,
+            agents: self.agents.len(),
+            counters: self.counters.clone(),
+            rejected_key_checks: self.rejected_key_checks,
+        }
+    }
+
+    /// The registered agents' ids, in id order.
+    pub fn agents(&self) -> impl DoubleEndedIterator<Item = AgentId> + '_ {
+        self.agents.keys().copied()
+    }
+
+    /// The tasks an agent holds, if it is registered.
+    pub fn agent_tasks(&self, agent: AgentId) -> Option<impl Iterator<Item = TaskId> + '_> {
+        self.agents.get(&agent).map(|a| a.tasks.iter().copied())
+    }
+
+    /// When an agent registered, if it is registered.
+    pub fn agent_registered_ms(&self, agent: AgentId) -> Option<u64> {
+        self.agents.get(&agent).map(|a| a.registered_ms)
+    }
+
+    /// The agent a presented key belongs to, if it is a live key (constant-time comparison).
+    pub fn agent_for_key(&self, presented: &str) -> Option<AgentId> {
+        let id = self.agent_by_selector.get(&presented_selector(presented)?)?;
+        let agent = self.agents.get(id)?;
+        agent.key.matches(presented).then_some(*id)
+    }
+
+    /// Takes the oldest event not yet taken. Drain after every call when `record_events` is
+    /// on: events accumulate until taken.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Takes every pending event, oldest first.
+    pub fn drain_events(&mut self) -> impl Iterator<Item = Event> + '_ {
+        self.events.drain(..)
+    }
+
+    /// Applies an event from a journal (one this queue, or one with the same configuration,
+    /// produced), after checking that it fits the current state. A refused event changes
+    /// nothing. Events applied here are not queued for [`poll_event`](Queue::poll_event).
+    pub fn apply(&mut self, event: &Event) -> Result<(), Error> {
+        self.validate_event(event)?;
+        self.commit_inner(event.clone());
+        Ok(())
+    }
+
+    /// Counts a refused call if it was a failed key check.
+    pub(crate) fn note_rejection<T>(&mut self, result: Result<T, Error>) -> Result<T, Error> {
+        if let Err(e) = &result
+            && e.is_key_rejection()
+        {
+            self.rejected_key_checks = self.rejected_key_checks.saturating_add(1);
+        }
+        result
+    }
+
+    /// The number of open (queued, assigned or in progress) tasks.
+    pub(crate) fn open_tasks(&self) -> usize {
+        self.by_status[..3].iter().map(BTreeSet::len).sum()
+    }
+
+    /// Applies a checked event and records it for the embedder.
+    pub(crate) fn commit(&mut self, event: Event) {
+        if self.config.record_events {
+            self.events.push_back(event.clone());
+        }
+        self.commit_inner(event);
+    }
+
+    /// The only code that mutates state. `event` has been checked (by the operation that
+    /// built it, or by `validate_event`); what cannot happen is skipped, never panicked on.
+    fn commit_inner(&mut self, event: Event) {
+        self.clock_ms = self.clock_ms.max(event.at_ms());
+        let max_history = self.config.max_status_history;
+        match event {
+            Event::AgentRegistered { agent, key, at_ms } => {
+                self.agent_by_selector.insert(key.selector(), agent);
+                self.agents.insert(
+                    agent,
+                    Agent {
+                        key,
+                        registered_ms: at_ms,
+                        tasks: BTreeSet::new(),
+                    },
+                );
+                self.counters.agents_registered += 1;
+            }
+            Event::AgentRevoked { agent, at_ms } => {
+                let Some(record) = self.agents.remove(&agent) else {
+                    return;
+                };
+                self.agent_by_selector.remove(&record.key.selector());
+                for id in record.tasks {
+                    self.change(id, |task| {
+                        requeue(task, at_ms, StatusMessage::AgentRevoked { at_ms }, max_history);
+                    });
+                    self.counters.requeues += 1;
+                }
+                self.counters.agents_revoked += 1;
+            }
+            Event::TaskQueued {
+                task,
+                application,
+                scanner,
+                target_url,
+                scan_config,
+                at_ms,
+                timeout_ms,
+            } => {
+                let scanner = match self.scanners.get_key_value(scanner.as_str()) {
+                    Some((name, _)) => Arc::clone(name),
+                    None => Arc::from(scanner),
+                };
+                let mut new = Task {
+                    id: task,
+                    application,
+                    scanner,
+                    target_url: target_url.map(String::into_boxed_str),
+                    scan_config,
+                    status: TaskStatus::Queued,
+                    create_ms: at_ms,
+                    start_ms: None,
+                    end_ms: None,
+                    timeout_ms,
+                    attempts: 0,
+                    assignment: None,
+                    lease_lost_by: None,
+                    history: Vec::new(),
+                    next_status_id: 1,
+                };
+                new.push_status(at_ms, StatusMessage::Queued { at_ms }, max_history);
+                self.tasks.insert(task, new);
+                self.next_task_id = self.next_task_id.max(task.0.saturating_add(1));
+                self.counters.queued += 1;
+                self.reindex(task, None, true);
+            }
+            Event::TaskAssigned {
+                task,
+                agent,
+                task_key,
+                agent_config,
+                at_ms,
+                lease_until_ms,
+            } => {
+                self.change(task, |t| {
+                    t.status = TaskStatus::Assigned;
+                    t.start_ms = Some(at_ms);
+                    t.attempts = t.attempts.saturating_add(1);
+                    t.assignment = Some(Assignment {
+                        agent,
+                        task_key,
+                        lease_until_ms,
+                    });
+                    let agent_config = agent_config.into_boxed_str();
+                    t.push_status(at_ms, StatusMessage::Assigned { agent_config }, max_history);
+                });
+                self.counters.assignments += 1;
+            }
+            Event::StatusUpdated {
+                task,
+                message,
+                at_ms,
+                lease_until_ms,
+            } => {
+                self.change(task, |t| {
+                    t.status = TaskStatus::InProgress;
+                    if let Some(a) = &mut t.assignment {
+                        a.lease_until_ms = lease_until_ms;
+                    }
+                    let message = StatusMessage::Update(message.into_boxed_str());
+                    t.push_status(at_ms, message, max_history);
+                });
+                self.counters.status_updates += 1;
+            }
+            Event::TaskCompleted { task, at_ms } => {
+                self.change(task, |t| {
+                    t.status = TaskStatus::CompleteSuccessful;
+                    t.end_ms = Some(at_ms);
+                    t.push_status(at_ms, StatusMessage::Completed { at_ms }, max_history);
+                });
+                self.counters.completions += 1;
+            }
+            Event::TaskFailed {
+                task,
+                reason,
+                at_ms,
+            } => {
+                self.change(task, |t| {
+                    t.status = TaskStatus::CompleteFailed;
+                    t.end_ms = Some(at_ms);
+                    let reason = reason.into_boxed_str();
+                    t.push_status(at_ms, StatusMessage::Failed { task, reason }, max_history);
+                });
+                self.counters.failures += 1;
+            }
+            Event::TaskCancelled { task, at_ms } => {
+                self.change(task, |t| {
+                    t.status = TaskStatus::CompleteDeleted;
+                    t.end_ms = Some(at_ms);
+                    t.push_status(at_ms, StatusMessage::Deleted { at_ms }, max_history);
+                });
+                self.counters.cancellations += 1;
+            }
+            Event::LeaseExpired {
+                task,
+                at_ms,
+                requeued,
+            } => {
+                self.change(task, |t| {
+                    let attempts = t.attempts;
+                    t.lease_lost_by = t.assignment.as_ref().map(|a| a.agent);
+                    if requeued {
+                        let message = StatusMessage::LeaseExpiredRequeued { at_ms, attempts };
+                        requeue(t, at_ms, message, max_history);
+                    } else {
+                        t.status = TaskStatus::CompleteTimedOut;
+                        t.end_ms = Some(at_ms);
+                        t.assignment = None;
+                        let message = StatusMessage::LeaseExpiredTimedOut { at_ms, attempts };
+                        t.push_status(at_ms, message, max_history);
+                    }
+                });
+                self.counters.lease_expiries += 1;
+                if requeued {
+                    self.counters.requeues += 1;
+                } else {
+                    self.counters.timeouts += 1;
+                }
+            }
+            Event::DeadlineReached { task, at_ms } => {
+                self.change(task, |t| {
+                    t.status = TaskStatus::CompleteTimedOut;
+                    t.end_ms = Some(at_ms);
+                    t.assignment = None;
+                    t.push_status(at_ms, StatusMessage::DeadlinePassed { at_ms }, max_history);
+                });
+                self.counters.timeouts += 1;
+            }
+        }
+    }
+
+    /// Runs `f` on a task, then moves it in every index to match its new state.
+    fn change(&mut self, id: TaskId, f: impl FnOnce(&mut Task)) {
+        let Some(task) = self.tasks.get_mut(&id) else {
+            return;
+        };
+        let old = IndexKey::of(task);
+        f(task);
+        self.reindex(id, Some(old), true);
+    }
+
+    /// Brings every index in line with task `id`'s state, given what the indexes held for it
+    /// before (`None`: a task new to the indexes). With `track_finished`, a task that has just
+    /// finished joins the eviction order (restore builds that order itself).
+    pub(crate) fn reindex(&mut self, id: TaskId, old: Option<IndexKey>, track_finished: bool) {
+        let Some(task) = self.tasks.get(&id) else {
+            return;
+        };
+        let new = IndexKey::of(task);
+        let was_open = old.is_some_and(|o| !o.status.is_terminal());
+        let was_queued = old.is_some_and(|o| o.status == TaskStatus::Queued);
+
+        if let Some(old) = old {
+            if old.status != new.status {
+                self.by_status[old.status.index()].remove(&id);
+            }
+            if old.timer != new.timer
+                && let Some(at) = old.timer
+            {
+                self.timers.remove(&(at, id));
+            }
+            if old.holder != new.holder
+                && let Some(agent) = old.holder
+                && let Some(agent) = self.agents.get_mut(&agent)
+            {
+                agent.tasks.remove(&id);
+            }
+        }
+        if old.is_none_or(|o| o.status != new.status) {
+            self.by_status[new.status.index()].insert(id);
+        }
+        if old.is_none_or(|o| o.timer != new.timer)
+            && let Some(at) = new.timer
+        {
+            self.timers.insert((at, id));
+        }
+        if old.is_none_or(|o| o.holder != new.holder)
+            && let Some(agent) = new.holder
+            && let Some(agent) = self.agents.get_mut(&agent)
+        {
+            agent.tasks.insert(id);
+        }
+
+        // The scanner index: open count and queued order.
+        let is_open = !new.status.is_terminal();
+        let is_queued = new.status == TaskStatus::Queued;
+        if was_open != is_open || was_queued != is_queued {
+            let entry = self.scanners.entry(Arc::clone(&task.scanner)).or_default();
+            if !was_open && is_open {
+                entry.open += 1;
+            }
+            if was_open && !is_open {
+                entry.open = entry.open.saturating_sub(1);
+            }
+            if was_queued && !is_queued {
+                entry.queued.remove(&id);
+            }
+            if !was_queued && is_queued {
+                entry.queued.insert(id);
+            }
+            if entry.open == 0 && entry.queued.is_empty() {
+                self.scanners.remove(&*task.scanner);
+            }
+        }
+
+        if track_finished && !was_open && old.is_some() {
+            return;
+        }
+        if track_finished && !is_open {
+            self.finished.push_back(id);
+            self.evict();
+        }
+    }
+
+    /// Drops the oldest finished tasks past the configured bound.
+    fn evict(&mut self) {
+        while self.finished.len() > self.config.max_finished_tasks {
+            let Some(id) = self.finished.pop_front() else {
+                break;
+            };
+            if let Some(task) = self.tasks.remove(&id) {
+                self.by_status[task.status.index()].remove(&id);
+                self.counters.evicted += 1;
+            }
+        }
+    }
+
+    /// Checks an event from a journal against the state, as the operation that produced it
+    /// checked its inputs.
+    fn validate_event(&self, event: &Event) -> Result<(), Error> {
+        let bad = |what: &str| Err(Error::Inconsistent(what.to_owned()));
+        let task_in = |id: TaskId, ok: fn(TaskStatus) -> bool| -> Result<&Task, Error> {
+            let task = self.tasks.get(&id).ok_or(Error::UnknownTask(id))?;
+            if ok(task.status) {
+                Ok(task)
+            } else {
+                Err(Error::WrongState {
+                    task: id,
+                    status: task.status,
+                })
+            }
+        };
+        match event {
+            Event::AgentRegistered { agent, key, .. } => {
+                if self.agents.contains_key(agent) {
+                    return bad("agent registered twice");
+                }
+                if self.agent_by_selector.contains_key(&key.selector()) {
+                    return bad("agent key selector collides with a live agent's");
+                }
+                if self.agents.len() >= self.config.max_agents {
+                    return Err(self.bound(crate::Bound::Agents));
+                }
+            }
+            Event::AgentRevoked { agent, .. } => {
+                if !self.agents.contains_key(agent) {
+                    return Err(Error::UnknownAgent(*agent));
+                }
+            }
+            Event::TaskQueued {
+                task,
+                application,
+                scanner,
+                target_url,
+                ..
+            } => {
+                if task.0 != self.next_task_id {
+                    return bad("task id out of sequence");
+                }
+                self.check_new_scan(*application, scanner, target_url.as_deref())?;
+            }
+            Event::TaskAssigned {
+                task,
+                agent,
+                agent_config,
+                ..
+            } => {
+                task_in(*task, |s| s == TaskStatus::Queued)?;
+                if !self.agents.contains_key(agent) {
+                    return Err(Error::UnknownAgent(*agent));
+                }
+                self.check_len(
+                    agent_config,
+                    self.config.max_agent_config_len,
+                    crate::Bound::AgentConfigLen,
+                )?;
+            }
+            Event::StatusUpdated { task, message, .. } | Event::TaskFailed { task, reason: message, .. } => {
+                task_in(*task, TaskStatus::is_active)?;
+                self.check_len(message, self.config.max_message_len, crate::Bound::MessageLen)?;
+            }
+            Event::TaskCompleted { task, .. } => {
+                task_in(*task, TaskStatus::is_active)?;
+            }
+            Event::TaskCancelled { task, .. } => {
+                task_in(*task, |s| !s.is_terminal())?;
+            }
+            Event::LeaseExpired { task, at_ms, .. } => {
+                let t = task_in(*task, TaskStatus::is_active)?;
+                if t.assignment.as_ref().map(|a| a.lease_until_ms) != Some(*at_ms) {
+                    return bad("lease expiry at another instant than the lease");
+                }
+                if t.timeout_ms <= *at_ms {
+                    return bad("lease expiry after the task deadline");
+                }
+            }
+            Event::DeadlineReached { task, at_ms } => {
+                let t = task_in(*task, |s| !s.is_terminal())?;
+                if t.timeout_ms != *at_ms {
+                    return bad("deadline event at another instant than the deadline");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn bound(&self, bound: crate::Bound) -> Error {
+        let c = &self.config;
+        let limit = match bound {
+            crate::Bound::OpenTasks => c.max_open_tasks,
+            crate::Bound::FinishedTasks => c.max_finished_tasks,
+            crate::Bound::Agents => c.max_agents,
+            crate::Bound::Scanners => c.max_scanners,
+            crate::Bound::ScannersPerRequest => c.max_scanners_per_request,
+            crate::Bound::ScannerLen => c.max_scanner_len,
+            crate::Bound::UrlLen => c.max_url_len,
+            crate::Bound::MessageLen => c.max_message_len,
+            crate::Bound::AgentConfigLen => c.max_agent_config_len,
+            crate::Bound::StatusHistory => c.max_status_history,
+        };
+        Error::BoundExceeded { bound, limit }
+    }
+
+    pub(crate) fn check_len(&self, s: &str, max: usize, bound: crate::Bound) -> Result<(), Error> {
+        if s.len() > max {
+            return Err(self.bound(bound));
+        }
+        Ok(())
+    }
+}
+
+/// Puts an active task back in the queue; its task key dies with the assignment.
+fn requeue(task: &mut Task, at_ms: u64, message: StatusMessage, max_history: usize) {
+    task.status = TaskStatus::Queued;
+    task.assignment = None;
+    task.push_status(at_ms, message, max_history);
+}
