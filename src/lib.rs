@@ -43,7 +43,7 @@
 //! assert_eq!(queue.complete_task(t0 + 5_000, id, k, &task_key)?.end_ms(), Some(t0 + 3_000));
 //!
 //! // Every change came out as an event, for a journal.
-//! assert_eq!(queue.drain_events().count(), 6);
+//! assert_eq!(queue.drain_events().count(), 5);
 //! # Ok::<(), scan_queue::Error>(())
 //! ```
 //!
