@@ -519,10 +519,8 @@ impl Queue {
             }
         }
 
-        if track_finished && !was_open && old.is_some() {
-            return;
-        }
-        if track_finished && !is_open {
+        let just_finished = !is_open && (was_open || old.is_none());
+        if track_finished && just_finished {
             self.finished.push_back(id);
             self.evict();
         }
