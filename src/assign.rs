@@ -18,14 +18,15 @@ pub fn split_scanner_list(list: &str) -> impl Iterator<Item = &str> {
 
 impl Queue {
     /// An agent asks for work: the oldest (lowest id) queued task whose scanner is one of
-    /// `scanners` (exact, case-sensitive match) is atomically assigned to it, with a fresh task
-    /// key, `startTime = now`, one more attempt, and a lease until `now + lease`.
+    /// `scanners` (each trimmed, empty entries ignored; exact, case-sensitive match) is
+    /// atomically assigned to it, with a fresh task key, `startTime = now`, one more attempt,
+    /// and a lease until `now + lease`.
     ///
     /// Returns `Ok(None)` when no queued task matches (ThreadFix: "No task found."). The task
     /// key is in [`Task::assignment`].
     ///
-    /// Errors: [`Error::InvalidAgentKey`]; [`Error::InvalidInput`] for an empty scanner list;
-    /// [`Error::BoundExceeded`] for too many scanners, a too long name or agent config.
+    /// Errors: [`Error::InvalidAgentKey`]; [`Error::InvalidInput`] for a scanner list without
+    /// a non-empty name; [`Error::BoundExceeded`] for too many scanners, a too long name or agent config.
     pub fn request_task<S: AsRef<str>>(
         &mut self,
         now_ms: u64,
@@ -56,7 +57,8 @@ impl Queue {
         scanners: &[S],
         agent_config: &str,
     ) -> Result<Option<(crate::TaskId, crate::AgentId)>, Error> {
-        if scanners.is_empty() {
+        // SPEC §3: names are trimmed and empty entries ignored, as in `split_scanner_list`.
+        if scanners.iter().all(|s| s.as_ref().trim().is_empty()) {
             return Err(Error::InvalidInput {
                 field: Field::Scanners,
                 reason: "no scanner named",
@@ -72,7 +74,7 @@ impl Queue {
         let agent = self.agent_for_key(agent_key).ok_or(Error::InvalidAgentKey)?;
         let oldest = scanners
             .iter()
-            .filter_map(|s| self.scanners.get(s.as_ref())?.queued.first())
+            .filter_map(|s| self.scanners.get(s.as_ref().trim())?.queued.first())
             .min()
             .copied();
         Ok(oldest.map(|task| (task, agent)))
