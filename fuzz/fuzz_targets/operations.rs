@@ -19,16 +19,49 @@ enum KeyChoice {
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Queue { app: u64, scanner: u8, raw_scanner: Option<String>, url: Option<String>, config: Option<u64> },
+    Queue {
+        app: u64,
+        scanner: u8,
+        raw_scanner: Option<String>,
+        url: Option<String>,
+        config: Option<u64>,
+    },
     Register,
-    Request { agent: KeyChoice, scanners: Vec<u8>, raw: Option<String>, config: String },
-    Update { task: u64, message: String, agent: KeyChoice, key: KeyChoice },
-    Complete { task: u64, agent: KeyChoice, key: KeyChoice },
-    Fail { task: u64, message: String, agent: KeyChoice, key: KeyChoice },
-    Cancel { task: u64 },
-    Revoke { agent: u8 },
-    Tick { ms: u32 },
-    Jump { now: u64 },
+    Request {
+        agent: KeyChoice,
+        scanners: Vec<u8>,
+        raw: Option<String>,
+        config: String,
+    },
+    Update {
+        task: u64,
+        message: String,
+        agent: KeyChoice,
+        key: KeyChoice,
+    },
+    Complete {
+        task: u64,
+        agent: KeyChoice,
+        key: KeyChoice,
+    },
+    Fail {
+        task: u64,
+        message: String,
+        agent: KeyChoice,
+        key: KeyChoice,
+    },
+    Cancel {
+        task: u64,
+    },
+    Revoke {
+        agent: u8,
+    },
+    Tick {
+        ms: u32,
+    },
+    Jump {
+        now: u64,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -41,7 +74,9 @@ struct Input {
 fn pick(agents: &[(scan_queue::AgentId, String)], task_keys: &[String], c: &KeyChoice) -> String {
     match c {
         KeyChoice::Agent(i) if !agents.is_empty() => agents[*i as usize % agents.len()].1.clone(),
-        KeyChoice::Task(i) if !task_keys.is_empty() => task_keys[*i as usize % task_keys.len()].clone(),
+        KeyChoice::Task(i) if !task_keys.is_empty() => {
+            task_keys[*i as usize % task_keys.len()].clone()
+        }
         KeyChoice::Raw(s) => s.clone(),
         _ => String::new(),
     }
@@ -79,8 +114,16 @@ fuzz_target!(|input: Input| {
         queue.drain_events().for_each(drop);
         let before = queue.snapshot();
         let refused = match &op {
-            Op::Queue { app, scanner, raw_scanner, url, config } => {
-                let name = raw_scanner.as_deref().unwrap_or(SCANNERS[*scanner as usize % 3]);
+            Op::Queue {
+                app,
+                scanner,
+                raw_scanner,
+                url,
+                config,
+            } => {
+                let name = raw_scanner
+                    .as_deref()
+                    .unwrap_or(SCANNERS[*scanner as usize % 3]);
                 let scan = NewScan {
                     application: ApplicationId(*app % 4),
                     scanner: name,
@@ -96,9 +139,15 @@ fuzz_target!(|input: Input| {
                 }
                 Err(_) => true,
             },
-            Op::Request { agent, scanners, raw, config } => {
+            Op::Request {
+                agent,
+                scanners,
+                raw,
+                config,
+            } => {
                 let key = pick(&agents, &task_keys, agent);
-                let mut names: Vec<&str> = scanners.iter().map(|i| SCANNERS[*i as usize % 3]).collect();
+                let mut names: Vec<&str> =
+                    scanners.iter().map(|i| SCANNERS[*i as usize % 3]).collect();
                 if let Some(r) = raw {
                     names.push(r);
                 }
@@ -112,15 +161,42 @@ fuzz_target!(|input: Input| {
                     Err(_) => true,
                 }
             }
-            Op::Update { task, message, agent, key } => {
-                queue.update_status(now, TaskId(*task % 16), message, &pick(&agents, &task_keys, agent), &pick(&agents, &task_keys, key)).is_err()
-            }
-            Op::Complete { task, agent, key } => {
-                queue.complete_task(now, TaskId(*task % 16), &pick(&agents, &task_keys, agent), &pick(&agents, &task_keys, key)).is_err()
-            }
-            Op::Fail { task, message, agent, key } => {
-                queue.fail_task(now, TaskId(*task % 16), message, &pick(&agents, &task_keys, agent), &pick(&agents, &task_keys, key)).is_err()
-            }
+            Op::Update {
+                task,
+                message,
+                agent,
+                key,
+            } => queue
+                .update_status(
+                    now,
+                    TaskId(*task % 16),
+                    message,
+                    &pick(&agents, &task_keys, agent),
+                    &pick(&agents, &task_keys, key),
+                )
+                .is_err(),
+            Op::Complete { task, agent, key } => queue
+                .complete_task(
+                    now,
+                    TaskId(*task % 16),
+                    &pick(&agents, &task_keys, agent),
+                    &pick(&agents, &task_keys, key),
+                )
+                .is_err(),
+            Op::Fail {
+                task,
+                message,
+                agent,
+                key,
+            } => queue
+                .fail_task(
+                    now,
+                    TaskId(*task % 16),
+                    message,
+                    &pick(&agents, &task_keys, agent),
+                    &pick(&agents, &task_keys, key),
+                )
+                .is_err(),
             Op::Cancel { task } => queue.cancel_task(now, TaskId(*task % 16)).is_err(),
             Op::Revoke { agent } => {
                 let id = if agents.is_empty() {
@@ -143,14 +219,22 @@ fuzz_target!(|input: Input| {
             }
         };
         if refused {
-            assert_eq!(queue.snapshot(), before, "a refused {op:?} changed the queue");
+            assert_eq!(
+                queue.snapshot(),
+                before,
+                "a refused {op:?} changed the queue"
+            );
         }
         if let Err(e) = queue.check_invariants() {
             panic!("invariant broken after {op:?}: {e}");
         }
         // Events replay onto the snapshot they started from.
-        let mut replay = Queue::restore(queue.config().clone(), KeySource::from_seed([0; 32]), before.clone())
-            .expect("a snapshot of a live queue restores");
+        let mut replay = Queue::restore(
+            queue.config().clone(),
+            KeySource::from_seed([0; 32]),
+            before.clone(),
+        )
+        .expect("a snapshot of a live queue restores");
         for event in queue.drain_events() {
             if let Err(e) = replay.apply(&event) {
                 panic!("event {event:?} does not replay: {e}");
@@ -164,6 +248,10 @@ fuzz_target!(|input: Input| {
             replay.apply(&event).expect("expiry events replay");
         }
         replay.advance(clock);
-        assert_eq!(replay.snapshot(), queue.snapshot(), "replay differs after {op:?}");
+        assert_eq!(
+            replay.snapshot(),
+            queue.snapshot(),
+            "replay differs after {op:?}"
+        );
     }
 });

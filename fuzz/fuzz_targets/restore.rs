@@ -16,13 +16,19 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(snapshot) = serde_json::from_slice::<Snapshot>(data) {
         for config in [Config::default(), small.clone()] {
-            if let Ok(mut queue) = Queue::restore(config, KeySource::from_seed([1; 32]), snapshot.clone()) {
-                queue.check_invariants().expect("restore checked the invariants");
+            if let Ok(mut queue) =
+                Queue::restore(config, KeySource::from_seed([1; 32]), snapshot.clone())
+            {
+                queue
+                    .check_invariants()
+                    .expect("restore checked the invariants");
                 // The restored queue must keep working.
                 let now = queue.clock_ms().saturating_add(1);
                 queue.advance(now.saturating_add(3_600_000));
                 let _ = queue.register_agent(now);
-                queue.check_invariants().expect("a restored queue stays consistent");
+                queue
+                    .check_invariants()
+                    .expect("a restored queue stays consistent");
             }
         }
     }
@@ -31,8 +37,14 @@ fuzz_target!(|data: &[u8]| {
         for event in &events {
             let before = queue.snapshot();
             match queue.apply(event) {
-                Ok(()) => queue.check_invariants().expect("an applied event keeps the invariants"),
-                Err(_) => assert_eq!(queue.snapshot(), before, "a refused event changed the queue"),
+                Ok(()) => queue
+                    .check_invariants()
+                    .expect("an applied event keeps the invariants"),
+                Err(_) => assert_eq!(
+                    queue.snapshot(),
+                    before,
+                    "a refused event changed the queue"
+                ),
             }
         }
     }
