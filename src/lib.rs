@@ -68,6 +68,16 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+// Bad input must never panic the core: panicking constructs are denied outside tests.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
 mod admin;
 mod agent;

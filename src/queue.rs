@@ -19,7 +19,7 @@ use crate::ids::{AgentId, TaskId};
 use crate::key::{AgentKey, presented_selector};
 use crate::rng::KeySource;
 use crate::stats::{Counters, Stats};
-use crate::status::TaskStatus;
+use crate::status::{PerStatus, TaskStatus};
 use crate::task::{Assignment, StatusMessage, Task};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -51,7 +51,7 @@ pub struct Queue {
     /// Every task not yet evicted.
     pub(crate) tasks: FxHashMap<TaskId, Task>,
     /// Task ids by status (index [`TaskStatus::index`]), for counts and ordered listings.
-    pub(crate) by_status: [BTreeSet<TaskId>; 7],
+    pub(crate) by_status: PerStatus<BTreeSet<TaskId>>,
     /// Per scanner: open tasks using it, and its queued task ids in order (oldest first).
     pub(crate) scanners: FxHashMap<Arc<str>, ScannerQueue>,
     /// One entry per open task: (its next timer instant, id). The first is the next expiry.
@@ -177,7 +177,7 @@ impl Queue {
         status: TaskStatus,
         range: impl std::ops::RangeBounds<TaskId>,
     ) -> impl DoubleEndedIterator<Item = &Task> + '_ {
-        let set = &self.by_status[status.index()];
+        let set = &self.by_status[status];
         let ids = match (range.start_bound(), range.end_bound()) {
             // BTreeSet::range panics on an inverted range; an empty one is the right answer.
             (std::ops::Bound::Included(a) | std::ops::Bound::Excluded(a),
@@ -197,7 +197,7 @@ impl Queue {
     /// Counts per status and lifetime counters.
     pub fn stats(&self) -> Stats {
         let mut by_status = [0usize; 7];
-        for (count, set) in by_status.iter_mut().zip(&self.by_status) {
+        for (count, set) in by_status.iter_mut().zip(self.by_status.iter()) {
             *count = set.len();
         }
         Stats {
@@ -262,7 +262,7 @@ impl Queue {
 
     /// The number of open (queued, assigned or in progress) tasks.
     pub(crate) fn open_tasks(&self) -> usize {
-        self.by_status[..3].iter().map(BTreeSet::len).sum()
+        self.by_status.open().map(BTreeSet::len).sum()
     }
 
     /// Applies a checked event and records it for the embedder.
@@ -289,7 +289,7 @@ impl Queue {
                         tasks: BTreeSet::new(),
                     },
                 );
-                self.counters.agents_registered += 1;
+                self.counters.agents_registered = self.counters.agents_registered.saturating_add(1);
             }
             Event::AgentRevoked { agent, at_ms } => {
                 let Some(record) = self.agents.remove(&agent) else {
@@ -300,9 +300,9 @@ impl Queue {
                     self.change(id, |task| {
                         requeue(task, at_ms, StatusMessage::AgentRevoked { at_ms }, max_history);
                     });
-                    self.counters.requeues += 1;
+                    self.counters.requeues = self.counters.requeues.saturating_add(1);
                 }
-                self.counters.agents_revoked += 1;
+                self.counters.agents_revoked = self.counters.agents_revoked.saturating_add(1);
             }
             Event::TaskQueued {
                 task,
@@ -337,7 +337,7 @@ impl Queue {
                 new.push_status(at_ms, StatusMessage::Queued { at_ms }, max_history);
                 self.tasks.insert(task, new);
                 self.next_task_id = self.next_task_id.max(task.0.saturating_add(1));
-                self.counters.queued += 1;
+                self.counters.queued = self.counters.queued.saturating_add(1);
                 self.reindex(task, None, true);
             }
             Event::TaskAssigned {
@@ -360,7 +360,7 @@ impl Queue {
                     let agent_config = agent_config.into_boxed_str();
                     t.push_status(at_ms, StatusMessage::Assigned { agent_config }, max_history);
                 });
-                self.counters.assignments += 1;
+                self.counters.assignments = self.counters.assignments.saturating_add(1);
             }
             Event::StatusUpdated {
                 task,
@@ -376,7 +376,7 @@ impl Queue {
                     let message = StatusMessage::Update(message.into_boxed_str());
                     t.push_status(at_ms, message, max_history);
                 });
-                self.counters.status_updates += 1;
+                self.counters.status_updates = self.counters.status_updates.saturating_add(1);
             }
             Event::TaskCompleted { task, at_ms } => {
                 self.change(task, |t| {
@@ -384,7 +384,7 @@ impl Queue {
                     t.end_ms = Some(at_ms);
                     t.push_status(at_ms, StatusMessage::Completed { at_ms }, max_history);
                 });
-                self.counters.completions += 1;
+                self.counters.completions = self.counters.completions.saturating_add(1);
             }
             Event::TaskFailed {
                 task,
@@ -397,7 +397,7 @@ impl Queue {
                     let reason = reason.into_boxed_str();
                     t.push_status(at_ms, StatusMessage::Failed { task, reason }, max_history);
                 });
-                self.counters.failures += 1;
+                self.counters.failures = self.counters.failures.saturating_add(1);
             }
             Event::TaskCancelled { task, at_ms } => {
                 self.change(task, |t| {
@@ -405,7 +405,7 @@ impl Queue {
                     t.end_ms = Some(at_ms);
                     t.push_status(at_ms, StatusMessage::Deleted { at_ms }, max_history);
                 });
-                self.counters.cancellations += 1;
+                self.counters.cancellations = self.counters.cancellations.saturating_add(1);
             }
             Event::LeaseExpired {
                 task,
@@ -426,11 +426,11 @@ impl Queue {
                         t.push_status(at_ms, message, max_history);
                     }
                 });
-                self.counters.lease_expiries += 1;
+                self.counters.lease_expiries = self.counters.lease_expiries.saturating_add(1);
                 if requeued {
-                    self.counters.requeues += 1;
+                    self.counters.requeues = self.counters.requeues.saturating_add(1);
                 } else {
-                    self.counters.timeouts += 1;
+                    self.counters.timeouts = self.counters.timeouts.saturating_add(1);
                 }
             }
             Event::DeadlineReached { task, at_ms } => {
@@ -440,7 +440,7 @@ impl Queue {
                     t.assignment = None;
                     t.push_status(at_ms, StatusMessage::DeadlinePassed { at_ms }, max_history);
                 });
-                self.counters.timeouts += 1;
+                self.counters.timeouts = self.counters.timeouts.saturating_add(1);
             }
         }
     }
@@ -468,7 +468,7 @@ impl Queue {
 
         if let Some(old) = old {
             if old.status != new.status {
-                self.by_status[old.status.index()].remove(&id);
+                self.by_status[old.status].remove(&id);
             }
             if old.timer != new.timer
                 && let Some(at) = old.timer
@@ -483,7 +483,7 @@ impl Queue {
             }
         }
         if old.is_none_or(|o| o.status != new.status) {
-            self.by_status[new.status.index()].insert(id);
+            self.by_status[new.status].insert(id);
         }
         if old.is_none_or(|o| o.timer != new.timer)
             && let Some(at) = new.timer
@@ -503,7 +503,7 @@ impl Queue {
         if was_open != is_open || was_queued != is_queued {
             let entry = self.scanners.entry(Arc::clone(&task.scanner)).or_default();
             if !was_open && is_open {
-                entry.open += 1;
+                entry.open = entry.open.saturating_add(1);
             }
             if was_open && !is_open {
                 entry.open = entry.open.saturating_sub(1);
@@ -533,8 +533,8 @@ impl Queue {
                 break;
             };
             if let Some(task) = self.tasks.remove(&id) {
-                self.by_status[task.status.index()].remove(&id);
-                self.counters.evicted += 1;
+                self.by_status[task.status].remove(&id);
+                self.counters.evicted = self.counters.evicted.saturating_add(1);
             }
         }
     }

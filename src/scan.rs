@@ -98,6 +98,10 @@ impl Queue {
                 reason,
             })?;
         }
+        if self.next_task_id == u64::MAX {
+            // Unreachable by queueing (2^64 tasks); possible only from a crafted snapshot.
+            return Err(Error::Inconsistent("task ids exhausted".into()));
+        }
         if self.open_tasks() >= self.config.max_open_tasks {
             return Err(self.bound(Bound::OpenTasks));
         }

@@ -168,7 +168,7 @@ impl Queue {
             if t.id != *id || id.0 == 0 || id.0 >= self.next_task_id {
                 return at("id out of range or misfiled");
             }
-            if !self.by_status[t.status.index()].contains(id) {
+            if !self.by_status[t.status].contains(id) {
                 return at("not in its status index");
             }
             if t.application.0 == 0 || check_scanner_name(&t.scanner, c.max_scanner_len).is_err() {
@@ -234,7 +234,7 @@ impl Queue {
         if self.timers.len() != self.open_tasks() {
             return bad("timer count differs from the open task count".into());
         }
-        if finished_seen.len() != self.tasks.len() - self.open_tasks() {
+        if finished_seen.len() != self.tasks.len().saturating_sub(self.open_tasks()) {
             return bad("finished order differs from the finished tasks".into());
         }
         let agent_held: usize = self.agents.values().map(|a| a.tasks.len()).sum();

@@ -50,11 +50,11 @@ pub struct Stats {
 impl Stats {
     /// Retained tasks with `status`.
     pub fn count(&self, status: TaskStatus) -> usize {
-        self.by_status[status.index()]
+        self.by_status.get(status.index()).copied().unwrap_or(0)
     }
 
     /// Queued, assigned and in-progress tasks.
     pub fn open_tasks(&self) -> usize {
-        self.by_status[..3].iter().sum()
+        self.by_status.iter().take(3).sum()
     }
 }

@@ -123,3 +123,65 @@ impl fmt::Display for TaskStatus {
         f.write_str(self.name())
     }
 }
+
+/// One `T` per status, indexed by [`TaskStatus`] without any way to go out of bounds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PerStatus<T> {
+    queued: T,
+    assigned: T,
+    in_progress: T,
+    complete_successful: T,
+    complete_deleted: T,
+    complete_timed_out: T,
+    complete_failed: T,
+}
+
+impl<T> PerStatus<T> {
+    /// The values, in [`TaskStatus::ALL`] order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+        [
+            &self.queued,
+            &self.assigned,
+            &self.in_progress,
+            &self.complete_successful,
+            &self.complete_deleted,
+            &self.complete_timed_out,
+            &self.complete_failed,
+        ]
+        .into_iter()
+    }
+
+    /// The values of the open statuses (Queued, Assigned, InProgress).
+    pub(crate) fn open(&self) -> impl Iterator<Item = &T> {
+        [&self.queued, &self.assigned, &self.in_progress].into_iter()
+    }
+}
+
+impl<T> std::ops::Index<TaskStatus> for PerStatus<T> {
+    type Output = T;
+    fn index(&self, status: TaskStatus) -> &T {
+        match status {
+            TaskStatus::Queued => &self.queued,
+            TaskStatus::Assigned => &self.assigned,
+            TaskStatus::InProgress => &self.in_progress,
+            TaskStatus::CompleteSuccessful => &self.complete_successful,
+            TaskStatus::CompleteDeleted => &self.complete_deleted,
+            TaskStatus::CompleteTimedOut => &self.complete_timed_out,
+            TaskStatus::CompleteFailed => &self.complete_failed,
+        }
+    }
+}
+
+impl<T> std::ops::IndexMut<TaskStatus> for PerStatus<T> {
+    fn index_mut(&mut self, status: TaskStatus) -> &mut T {
+        match status {
+            TaskStatus::Queued => &mut self.queued,
+            TaskStatus::Assigned => &mut self.assigned,
+            TaskStatus::InProgress => &mut self.in_progress,
+            TaskStatus::CompleteSuccessful => &mut self.complete_successful,
+            TaskStatus::CompleteDeleted => &mut self.complete_deleted,
+            TaskStatus::CompleteTimedOut => &mut self.complete_timed_out,
+            TaskStatus::CompleteFailed => &mut self.complete_failed,
+        }
+    }
+}

@@ -262,6 +262,6 @@ impl Task {
             at_ms,
             message,
         });
-        self.next_status_id += 1;
+        self.next_status_id = self.next_status_id.saturating_add(1);
     }
 }
