@@ -609,7 +609,11 @@ impl Queue {
             Event::TaskCancelled { task, .. } => {
                 task_in(*task, |s| !s.is_terminal())?;
             }
-            Event::LeaseExpired { task, at_ms, .. } => {
+            Event::LeaseExpired {
+                task,
+                at_ms,
+                requeued,
+            } => {
                 let t = task_in(*task, TaskStatus::is_active)?;
                 if t.assignment.as_ref().map(|a| a.lease_until_ms) != Some(*at_ms) {
                     return bad("lease expiry at another instant than the lease");
@@ -617,11 +621,34 @@ impl Queue {
                 if t.timeout_ms <= *at_ms {
                     return bad("lease expiry after the task deadline");
                 }
+                if *requeued != (t.attempts < self.config.max_attempts) {
+                    return bad("lease expiry requeue flag contradicts the attempts used");
+                }
             }
             Event::DeadlineReached { task, at_ms } => {
                 let t = task_in(*task, |s| !s.is_terminal())?;
                 if t.timeout_ms != *at_ms {
                     return bad("deadline event at another instant than the deadline");
+                }
+            }
+        }
+        // Time: a journal is in time order, and every operation applies the expiries due by
+        // its `now` first (`advance`), in timer order. So an event before the clock, an
+        // expiry that is not the next one due, or another event at or past a due expiry does
+        // not fit the state.
+        if event.at_ms() < self.clock_ms {
+            return bad("event before the latest time seen");
+        }
+        let next_timer = self.timers.first().copied();
+        match event {
+            Event::LeaseExpired { task, at_ms, .. } | Event::DeadlineReached { task, at_ms } => {
+                if next_timer != Some((*at_ms, *task)) {
+                    return bad("expiry out of timer order");
+                }
+            }
+            _ => {
+                if next_timer.is_some_and(|(due_ms, _)| due_ms <= event.at_ms()) {
+                    return bad("event after an expiry that was due first");
                 }
             }
         }
