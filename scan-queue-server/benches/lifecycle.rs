@@ -1,0 +1,3 @@
+//! Lifecycle request-rate bench (filled in below).
+
+fn main() {}

@@ -1,0 +1,177 @@
+//! `scan-queue-server`: ThreadFix's Tasks API over the scan-queue core.
+//!
+//! A thin command line: parse flags, set up logging, bind, serve until SIGINT/SIGTERM.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use clap::Parser;
+use scan_queue_server::{ApiKey, Scanner, Scanners, Server, ServerConfig};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// The scan agent task queue, speaking ThreadFix's Tasks API.
+///
+/// Serves /rest/{version}/tasks/{name} (also /rest/tasks/{name}, and both under /threadfix)
+/// for queueScan, setTaskConfig, requestScanAgentKey, requestTask, taskStatusUpdate,
+/// completeTask, failTask and scanners. Every call needs the API key, as the header
+/// `Authorization: APIKEY {key}` or the parameter `apiKey`. Logs go to stderr (filter with
+/// RUST_LOG, e.g. RUST_LOG=debug); they never contain a key.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+
+    /// The API key every call must present. Without it (and without SCAN_QUEUE_API_KEY) a
+    /// random key is generated and printed on start.
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "SCAN_QUEUE_API_KEY",
+        hide_env_values = true
+    )]
+    api_key: Option<String>,
+
+    /// Directory for uploaded result files (results/) and uploads in flight (incoming/).
+    #[arg(long, value_name = "DIR", default_value = "./scan-queue-data")]
+    data_dir: PathBuf,
+
+    /// Lease: how long an agent holds a task without a status update before the task is
+    /// taken back (queued again, or timed out after the last attempt).
+    #[arg(long, value_name = "SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    lease_secs: u64,
+
+    /// Task deadline: how long after it is queued a task times out, whatever its state
+    /// (ThreadFix's timeoutTime; 12 hours as ThreadFix).
+    #[arg(long, value_name = "SECS", default_value_t = 43_200, value_parser = clap::value_parser!(u64).range(1..=315_360_000))]
+    task_deadline_secs: u64,
+
+    /// Assignments a task may have; when the lease of the last one runs out the task is
+    /// COMPLETE_TIMEDOUT instead of queued again.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    max_attempts: u32,
+
+    /// The largest result file completeTask accepts, in bytes (100 MiB by default).
+    #[arg(long, value_name = "BYTES", default_value_t = ServerConfig::DEFAULT_MAX_UPLOAD_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
+    max_upload_bytes: u64,
+
+    /// The largest scan configuration file setTaskConfig accepts, in bytes (1 MiB by default).
+    #[arg(long, value_name = "BYTES", default_value_t = ServerConfig::DEFAULT_MAX_CONFIG_BYTES)]
+    max_config_bytes: usize,
+
+    /// Registered scan agents at most.
+    #[arg(long, value_name = "N", default_value_t = scan_queue::Config::default().max_agents)]
+    max_agents: usize,
+
+    /// Open (queued, assigned or in progress) tasks at most.
+    #[arg(long, value_name = "N", default_value_t = scan_queue::Config::default().max_open_tasks)]
+    max_open_tasks: usize,
+
+    /// A scanner tasks may use, as "Display Name=short" (repeat the flag for each). Replaces
+    /// the default six: Acunetix WVS=acunetix, AppSpider=appspider, Burp Suite Pro=burp, IBM
+    /// Security AppScan Standard=appscan, OWASP Zed Attack Proxy=zap, WebInspect=webinspect.
+    #[arg(long = "scanner", value_name = "NAME=SHORT")]
+    scanners: Vec<Scanner>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("scan-queue-server: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let (api_key, generated) = match args.api_key {
+        Some(key) => (
+            ApiKey::new(key).ok_or("the API key must be non-empty, without surrounding whitespace or control characters")?,
+            false,
+        ),
+        None => (ApiKey::generate(), true),
+    };
+    let scanners = if args.scanners.is_empty() {
+        Scanners::default()
+    } else {
+        Scanners::new(args.scanners)
+            .ok_or("each --scanner name and short name must be used once")?
+    };
+    let mut config = ServerConfig::new(api_key.clone(), &args.data_dir);
+    config.queue.lease_ms = args.lease_secs * 1000;
+    config.queue.task_deadline_ms = args.task_deadline_secs * 1000;
+    config.queue.max_attempts = args.max_attempts;
+    config.queue.max_agents = args.max_agents;
+    config.queue.max_open_tasks = args.max_open_tasks;
+    config.scanners = scanners;
+    config.max_upload_bytes = args.max_upload_bytes;
+    config.max_config_bytes = args.max_config_bytes;
+    let server = Server::new(config).map_err(|e| {
+        format!(
+            "cannot start with data dir {}: {e}",
+            args.data_dir.display()
+        )
+    })?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        // stdout, once: what a person starting the server needs to copy.
+        println!("scan-queue-server listening on http://{local}/threadfix/rest/latest/tasks/");
+        if generated {
+            println!(
+                "generated API key (set --api-key or SCAN_QUEUE_API_KEY to choose one): {}",
+                api_key.expose_secret()
+            );
+        }
+        tracing::info!(listen = %local, data_dir = %args.data_dir.display(), "started");
+        server
+            .serve(listener, shutdown_signal())
+            .await
+            .map_err(|e| format!("server error: {e}"))?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT: shutting down"),
+        () = term => tracing::info!("SIGTERM: shutting down"),
+    }
+}
