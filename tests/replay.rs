@@ -362,8 +362,7 @@ fn a_restored_queue_honours_existing_keys_like_the_live_one() {
         q.drain_events().for_each(drop);
         out.push(format!(
             "{:?}",
-            q.update_status(T0 + 2, id1, "x", &a, &h1.task_key)
-                .map(|t| t.clone())
+            q.update_status(T0 + 2, id1, "x", &a, &h1.task_key).cloned()
         ));
         out.push(format!(
             "{:?}",
@@ -375,13 +374,11 @@ fn a_restored_queue_honours_existing_keys_like_the_live_one() {
         ));
         out.push(format!(
             "{:?}",
-            q.fail_task(T0 + 4, id2, "r", &b, &h2.task_key)
-                .map(|t| t.clone())
+            q.fail_task(T0 + 4, id2, "r", &b, &h2.task_key).cloned()
         ));
         out.push(format!(
             "{:?}",
-            q.complete_task(T0 + 5, id1, &a, &h1.task_key)
-                .map(|t| t.clone())
+            q.complete_task(T0 + 5, id1, &a, &h1.task_key).cloned()
         ));
         out.push(format!(
             "{:?}",
