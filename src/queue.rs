@@ -352,6 +352,11 @@ impl Queue {
                     t.status = TaskStatus::Assigned;
                     t.start_ms = Some(at_ms);
                     t.attempts = t.attempts.saturating_add(1);
+                    // The agent that lost its lease holds the task again: its later calls are
+                    // about this assignment, whose lease has not run out.
+                    if t.lease_lost_by == Some(agent) {
+                        t.lease_lost_by = None;
+                    }
                     t.assignment = Some(Assignment {
                         agent,
                         task_key,
