@@ -1,0 +1,377 @@
+//! Throughput of the queue's transitions, against baselines measured in the same run.
+//!
+//! `cargo bench --bench throughput` prints one table: each row's cost per lifecycle and its
+//! ratio to the baseline named beside it. The machine is shared and noisy, so every figure is
+//! the median of several samples and only ratios within one run are meaningful.
+//! `SCAN_QUEUE_BENCH_QUICK=1` shrinks the sizes (for a smoke run).
+//!
+//! Rows:
+//! - **lifecycle/1t/backlog=N**: queue scan → request task → one status update → complete, one
+//!   thread, with N tasks already queued (the oldest is taken each time, so the backlog stays N);
+//! - **floor**: the least any locked queue must do per lifecycle: a `parking_lot::Mutex` around a
+//!   `VecDeque` + `HashMap`, push, pop, a 44-character key from the same RNG, insert, look up,
+//!   remove;
+//! - **peer cronoq-core**: its nearest cycle (submit → dispatch → complete) at the same backlogs;
+//! - **shared/Tt/lifecycle** and **shared/Tt/heartbeat10**: `SharedQueue` driven from T threads,
+//!   the full lifecycle, or 10 status updates per task before completing;
+//! - **memory**: bytes allocated per queued task at the largest backlog, and how much of it comes
+//!   back when the tasks finish and are evicted.
+
+#![allow(unsafe_code)] // the counting allocator below; the library itself forbids unsafe code
+
+use parking_lot::Mutex;
+use rand::SeedableRng;
+use rand::distr::{Alphanumeric, Distribution};
+use rand_chacha::ChaCha20Rng;
+use scan_queue::{ApplicationId, Config, KeySource, NewScan, Queue, SharedQueue};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::{HashMap, VecDeque};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
+use std::time::Instant;
+
+/// Counts live heap bytes, to measure memory per queued task.
+struct Counting;
+
+static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE_BYTES.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+const SCANNER: &str = "OWASP Zed Attack Proxy";
+const T0: u64 = 1_700_000_000_000;
+
+struct Sizes {
+    backlogs: [usize; 2],
+    iters: u64,
+    samples: usize,
+}
+
+fn sizes() -> Sizes {
+    if std::env::var_os("SCAN_QUEUE_BENCH_QUICK").is_some() {
+        Sizes {
+            backlogs: [1_000, 20_000],
+            iters: 2_000,
+            samples: 3,
+        }
+    } else {
+        Sizes {
+            backlogs: [1_000, 1_000_000],
+            iters: 50_000,
+            samples: 7,
+        }
+    }
+}
+
+fn config(backlog: usize) -> Config {
+    Config {
+        max_open_tasks: backlog + 10_000,
+        max_finished_tasks: 10_000,
+        ..Config::default()
+    }
+}
+
+/// Median nanoseconds per iteration over `samples` runs of `run(iters)`.
+fn median_ns(samples: usize, iters: u64, mut run: impl FnMut(u64)) -> f64 {
+    let mut v: Vec<f64> = (0..samples)
+        .map(|_| {
+            let start = Instant::now();
+            run(iters);
+            start.elapsed().as_nanos() as f64 / iters as f64
+        })
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn queue_with_backlog(backlog: usize) -> (Queue, String) {
+    let mut q = Queue::new(config(backlog), KeySource::from_seed([7; 32])).unwrap();
+    for _ in 0..backlog {
+        q.queue_scan(T0, NewScan::new(ApplicationId(1), SCANNER))
+            .unwrap();
+    }
+    let key = q.register_agent(T0).unwrap().key.expose_secret().to_owned();
+    q.drain_events().for_each(drop);
+    (q, key)
+}
+
+/// One lifecycle; `now` advances by 1 ms per call.
+fn lifecycle(q: &mut Queue, agent_key: &str, now: u64, updates: usize) {
+    q.queue_scan(now, NewScan::new(ApplicationId(1), SCANNER))
+        .unwrap();
+    let task = q
+        .request_task(now, agent_key, &[SCANNER], "")
+        .unwrap()
+        .unwrap();
+    let id = task.id();
+    let task_key = task
+        .assignment()
+        .unwrap()
+        .task_key()
+        .expose_secret()
+        .to_owned();
+    for _ in 0..updates {
+        q.update_status(
+            now,
+            id,
+            "This task is still in progress",
+            agent_key,
+            &task_key,
+        )
+        .unwrap();
+    }
+    black_box(q.complete_task(now, id, agent_key, &task_key).unwrap());
+    q.drain_events().for_each(|e| drop(black_box(e)));
+}
+
+fn bench_lifecycle(s: &Sizes, backlog: usize) -> f64 {
+    let (mut q, key) = queue_with_backlog(backlog);
+    let mut now = T0;
+    median_ns(s.samples, s.iters, |n| {
+        for _ in 0..n {
+            now += 1;
+            lifecycle(&mut q, &key, now, 1);
+        }
+    })
+}
+
+/// The floor: what any locked queue of keyed tasks must do per lifecycle.
+fn bench_floor(s: &Sizes, backlog: usize) -> f64 {
+    struct Floor {
+        queue: VecDeque<u64>,
+        keys: HashMap<u64, [u8; 44]>,
+        rng: ChaCha20Rng,
+        next: u64,
+    }
+    let floor = Mutex::new(Floor {
+        queue: (0..backlog as u64).collect(),
+        keys: HashMap::new(),
+        rng: ChaCha20Rng::from_seed([7; 32]),
+        next: backlog as u64,
+    });
+    median_ns(s.samples, s.iters, |n| {
+        for _ in 0..n {
+            let mut f = floor.lock();
+            let id = f.next;
+            f.next += 1;
+            f.queue.push_back(id);
+            let taken = f.queue.pop_front().unwrap();
+            let mut key = [0u8; 44];
+            for b in &mut key {
+                *b = Alphanumeric.sample(&mut f.rng);
+            }
+            f.keys.insert(taken, key);
+            drop(f);
+            let f = floor.lock();
+            black_box(f.keys.get(&taken).map(|k| k[0]));
+            drop(f);
+            let mut f = floor.lock();
+            black_box(f.keys.remove(&taken));
+        }
+    })
+}
+
+/// The peer: cronoq-core's submit → dispatch → complete with one worker and a backlog.
+fn bench_peer(s: &Sizes, backlog: usize) -> f64 {
+    use cronoq_core::{Action, Core, CoreConfig, Outcome, PoolConfig, TaskSpec, Time};
+    let mut core: Core<u64> = Core::new(CoreConfig {
+        pools: vec![PoolConfig::fixed("default", 1)],
+        ..Default::default()
+    });
+    for i in 0..backlog as u64 {
+        core.submit(Time(0), TaskSpec::new(i)).unwrap();
+    }
+    let mut now = 0u64;
+    let mut next = backlog as u64;
+    let mut leases = Vec::with_capacity(4);
+    median_ns(s.samples, s.iters, |n| {
+        let mut done = 0;
+        while done < n {
+            now += 1_000;
+            while let Some(a) = core.poll_action() {
+                if let Action::Dispatch(d) = a {
+                    leases.push(d.lease);
+                }
+            }
+            for l in leases.drain(..) {
+                core.complete(Time(now), l, Outcome::Success);
+                core.submit(Time(now), TaskSpec::new(next)).unwrap();
+                next += 1;
+                done += 1;
+            }
+        }
+    })
+}
+
+/// `SharedQueue` from `threads` threads, each running lifecycles with `updates` status updates.
+fn bench_shared(s: &Sizes, threads: usize, updates: usize) -> f64 {
+    let (q, key) = queue_with_backlog(1_000);
+    let shared = SharedQueue::new(q);
+    let clock = AtomicU64::new(T0);
+    let per_thread = s.iters / threads as u64;
+    // ns per lifecycle across all threads (wall time / total lifecycles).
+    median_ns(s.samples, per_thread * threads as u64, |_| {
+        std::thread::scope(|sc| {
+            for _ in 0..threads {
+                sc.spawn(|| {
+                    for _ in 0..per_thread {
+                        let now = clock.fetch_add(1, Ordering::Relaxed);
+                        let (id, task_key) = {
+                            let mut q = shared.lock();
+                            q.queue_scan(now, NewScan::new(ApplicationId(1), SCANNER))
+                                .unwrap();
+                            let t = q.request_task(now, &key, &[SCANNER], "").unwrap().unwrap();
+                            (
+                                t.id(),
+                                t.assignment()
+                                    .unwrap()
+                                    .task_key()
+                                    .expose_secret()
+                                    .to_owned(),
+                            )
+                        };
+                        for _ in 0..updates {
+                            shared
+                                .lock()
+                                .update_status(
+                                    now,
+                                    id,
+                                    "This task is still in progress",
+                                    &key,
+                                    &task_key,
+                                )
+                                .unwrap();
+                        }
+                        let mut q = shared.lock();
+                        black_box(q.complete_task(now, id, &key, &task_key).unwrap());
+                        q.drain_events().for_each(drop);
+                    }
+                });
+            }
+        });
+    })
+}
+
+/// Live heap bytes per queued task at `backlog`, and the share given back after they finish.
+fn bench_memory(backlog: usize) -> (f64, f64) {
+    let before = LIVE_BYTES.load(Ordering::Relaxed);
+    let mut q = Queue::new(
+        Config {
+            max_open_tasks: backlog,
+            max_finished_tasks: 1_000,
+            record_events: false,
+            ..Config::default()
+        },
+        KeySource::from_seed([7; 32]),
+    )
+    .unwrap();
+    for _ in 0..backlog {
+        q.queue_scan(T0, NewScan::new(ApplicationId(1), SCANNER))
+            .unwrap();
+    }
+    let full = LIVE_BYTES.load(Ordering::Relaxed);
+    let per_task = (full - before) as f64 / backlog as f64;
+    for id in 1..=backlog as u64 {
+        q.cancel_task(T0 + 1, scan_queue::TaskId(id)).unwrap();
+    }
+    let after = LIVE_BYTES.load(Ordering::Relaxed);
+    let returned = (full - after) as f64 / (full - before) as f64;
+    drop(black_box(q));
+    (per_task, returned)
+}
+
+fn main() {
+    // `cargo test --benches` / `cargo bench --no-run` build this; only a real `cargo bench`
+    // passes `--bench`.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let s = sizes();
+    println!(
+        "scan-queue throughput ({} samples, median; lower ns is better)",
+        s.samples
+    );
+    println!(
+        "{:<34} {:>12} {:>10}  {}",
+        "row", "ns/lifecycle", "ratio", "ratio against"
+    );
+
+    let floor = bench_floor(&s, s.backlogs[0]);
+    println!("{:<34} {:>12.0} {:>10}", "floor", floor, "1.00");
+    let mut small = 0.0;
+    for backlog in s.backlogs {
+        let ours = bench_lifecycle(&s, backlog);
+        let peer = bench_peer(&s, backlog);
+        if backlog == s.backlogs[0] {
+            small = ours;
+        }
+        println!(
+            "{:<34} {:>12.0} {:>10.2}  floor (target <= 3.00)",
+            format!("lifecycle/1t/backlog={backlog}"),
+            ours,
+            ours / floor
+        );
+        println!(
+            "{:<34} {:>12.0} {:>10.2}  ours; >= 2.00 means ours is at least 2x faster",
+            format!("peer cronoq-core/backlog={backlog}"),
+            peer,
+            peer / ours
+        );
+        if backlog != s.backlogs[0] {
+            println!(
+                "{:<34} {:>12} {:>10.2}  backlog={} (target <= 1.50)",
+                format!("scaling backlog={backlog}"),
+                "",
+                ours / small,
+                s.backlogs[0]
+            );
+        }
+    }
+    for (name, updates) in [("lifecycle", 1), ("heartbeat10", 10)] {
+        let one = bench_shared(&s, 1, updates);
+        println!(
+            "{:<34} {:>12.0} {:>10}",
+            format!("shared/1t/{name}"),
+            one,
+            "1.00"
+        );
+        for threads in [2, 4] {
+            let t = bench_shared(&s, threads, updates);
+            println!(
+                "{:<34} {:>12.0} {:>10.2}  shared/1t speed-up (heartbeat10 target: 2t >= 1.50)",
+                format!("shared/{threads}t/{name}"),
+                t,
+                one / t
+            );
+        }
+    }
+    let (per_task, returned) = bench_memory(*s.backlogs.last().unwrap());
+    println!(
+        "{:<34} {:>12.0} {:>10}  bytes per queued task (target <= 256 + strings)",
+        "memory/queued task", per_task, ""
+    );
+    println!(
+        "{:<34} {:>12} {:>9.0}%  of it returned after finish + eviction",
+        "memory/returned",
+        "",
+        returned * 100.0
+    );
+}
