@@ -1710,3 +1710,25 @@ fn stats_count_tasks_per_status() {
         .collect();
     assert_eq!(queued, [TaskId(1), TaskId(2), TaskId(7), TaskId(8)]);
 }
+
+#[test]
+fn an_agent_that_lost_a_lease_and_took_the_task_again_holds_it_normally() {
+    let mut q = queue();
+    let id = scan(&mut q, T0, BURP);
+    let (_, a) = agent(&mut q, T0);
+    take(&mut q, T0, &a, &[BURP]);
+    let again = take(&mut q, T0 + LEASE_MS, &a, &[BURP]);
+    // Its new assignment is live: cancelled now, its calls are about a deleted task.
+    q.cancel_task(T0 + LEASE_MS + 1, id).unwrap();
+    all_calls_refused(
+        &mut q,
+        T0 + LEASE_MS + 2,
+        id,
+        &a,
+        &again.task_key,
+        &Error::WrongState {
+            task: id,
+            status: TaskStatus::CompleteDeleted,
+        },
+    );
+}

@@ -1119,3 +1119,31 @@ fn mutate(root: &Value, path: &mut Vec<PathStep>, here: &Value, out: &mut Vec<(S
         }
     }
 }
+
+#[test]
+fn a_snapshot_plus_the_journal_after_it_rebuilds_the_state() {
+    // The embedder's recovery: the last snapshot, then the events journaled after it.
+    let mut live = Queue::new(replay_config(), KeySource::from_seed([1; 32])).unwrap();
+    let mut checkpoints: Vec<(Snapshot, Vec<Event>)> = Vec::new();
+    scenario(&mut live, |live| {
+        let events: Vec<Event> = live.drain_events().collect();
+        for (_, journal) in &mut checkpoints {
+            journal.extend(events.iter().cloned());
+        }
+        checkpoints.push((live.snapshot(), Vec::new()));
+    });
+    let end = live.clock_ms();
+    assert!(checkpoints.len() > 20);
+    for (i, (snap, journal)) in checkpoints.into_iter().enumerate() {
+        let mut replica =
+            Queue::restore(replay_config(), KeySource::from_seed([2; 32]), snap).unwrap();
+        for event in &journal {
+            replica
+                .apply(event)
+                .unwrap_or_else(|e| panic!("checkpoint {i}: {event:?}: {e}"));
+        }
+        replica.advance(end);
+        assert_eq!(replica.drain_events().count(), 0);
+        assert_eq!(replica.snapshot(), live.snapshot(), "checkpoint {i}");
+    }
+}
