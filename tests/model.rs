@@ -32,7 +32,7 @@ use proptest::test_runner::FileFailurePersistence;
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
 use scan_queue::{
     AgentId, ApplicationId, Bound, Config, Error, Field, KeySource, NewScan, Queue,
-    RegisteredAgent, StatusMessage, Task, TaskId, TaskStatus,
+    RegisteredAgent, ScanConfigId, StatusMessage, Task, TaskId, TaskStatus,
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -115,14 +115,17 @@ const URLS: [(Option<&str>, Verdict); 8] = [
     ), // 33
 ];
 
-/// Scanner names an agent may list: the four of the pool, one no task uses, one too long.
-const AGENT_SCANNERS: [(&str, Verdict); 6] = [
+/// Scanner names an agent may list: the four of the pool, one no task uses, one too long,
+/// and two that SPEC §3 cleans up: entries are trimmed and empty ones ignored.
+const AGENT_SCANNERS: [(&str, Verdict); 8] = [
     ("zap", Valid),
     ("burp", Valid),
     ("appscan", Valid),
     ("w3af", Valid),
     ("nikto", Valid),
     ("scanner-name-17ch", TooLong(Bound::ScannerLen)),
+    (" burp ", Valid),
+    ("", Valid),
 ];
 
 /// Agent configuration texts (`max_agent_config_len` is 24).
@@ -297,7 +300,7 @@ fn transitions_from(state: &Model) -> BoxedStrategy<Transition> {
     let app = prop_oneof![1 => Just(0u64), 15 => 1..5u64];
     let scanner = prop_oneof![20 => 0..4usize, 1 => 4..SCAN_SCANNERS.len()];
     let url = prop_oneof![10 => 0..4usize, 1 => 4..URLS.len()];
-    let name = prop_oneof![30 => 0..4usize, 2 => Just(4usize), 1 => Just(5usize)];
+    let name = prop_oneof![30 => 0..4usize, 2 => Just(4usize), 1 => Just(5usize), 2 => 6..8usize];
     let names = prop_oneof![
         1 => Just(Vec::new()),
         30 => proptest::collection::vec(name.clone(), 1..=3),
@@ -396,6 +399,7 @@ struct ModelTask {
     app: u64,
     scanner: &'static str,
     url: Option<&'static str>,
+    scan_config: Option<u64>,
     status: TaskStatus,
     create: u64,
     start: Option<u64>,
@@ -494,6 +498,7 @@ enum Call {
         app: u64,
         scanner: &'static str,
         url: Option<&'static str>,
+        scan_config: Option<u64>,
     },
     Register,
     Request {
@@ -551,7 +556,24 @@ struct Model {
     live: Vec<bool>,
     /// Task key handles minted so far.
     minted: usize,
+    tally: Tally,
     last: Step,
+}
+
+/// The lifetime counters of `Stats` (`queued` is `next_id - 1`, `evicted` is above).
+#[derive(Clone, Debug, Default)]
+struct Tally {
+    assignments: u64,
+    status_updates: u64,
+    completions: u64,
+    failures: u64,
+    cancellations: u64,
+    lease_expiries: u64,
+    requeues: u64,
+    timeouts: u64,
+    agents_registered: u64,
+    agents_revoked: u64,
+    rejected_key_checks: u64,
 }
 
 /// Which agent call.
@@ -573,6 +595,7 @@ impl Model {
             evicted: 0,
             live: Vec::new(),
             minted: 0,
+            tally: Tally::default(),
             last: Step {
                 now: T0,
                 call: Call::Advance,
@@ -606,18 +629,22 @@ impl Model {
                 t.end = Some(at);
                 t.held = None;
                 t.push(at, Hist::Deadline);
+                self.tally.timeouts += 1;
                 self.finish(id);
             } else {
                 let holder = t.held.take().expect("lease of a held task").agent;
                 t.lease_lost_by = Some(holder);
                 let attempts = t.attempts;
+                self.tally.lease_expiries += 1;
                 if attempts < max_attempts {
                     t.status = TaskStatus::Queued;
                     t.push(at, Hist::LeaseRequeued { attempts });
+                    self.tally.requeues += 1;
                 } else {
                     t.status = TaskStatus::CompleteTimedOut;
                     t.end = Some(at);
                     t.push(at, Hist::LeaseTimedOut { attempts });
+                    self.tally.timeouts += 1;
                     self.finish(id);
                 }
             }
@@ -716,7 +743,14 @@ impl Model {
     fn queue_scan(&mut self, now: u64, app: u64, scanner: usize, url: usize) -> (Call, Expect) {
         let (scanner, scanner_verdict) = SCAN_SCANNERS[scanner];
         let (url, url_verdict) = URLS[url];
-        let call = Call::QueueScan { app, scanner, url };
+        // Even applications come with a scan configuration reference.
+        let scan_config = (app % 2 == 0).then_some(app * 10);
+        let call = Call::QueueScan {
+            app,
+            scanner,
+            url,
+            scan_config,
+        };
         let open_scanners: BTreeSet<&str> = self.open_tasks().map(|(_, t)| t.scanner).collect();
         let refused = if app == 0 {
             Some(ErrKind::Input(Field::ApplicationId))
@@ -738,6 +772,7 @@ impl Model {
             app,
             scanner,
             url,
+            scan_config,
             status: TaskStatus::Queued,
             create: now,
             start: None,
@@ -760,6 +795,7 @@ impl Model {
             return Expect::Err(ErrKind::Bound(Bound::Agents, limit(Bound::Agents)));
         }
         self.live.push(true);
+        self.tally.agents_registered += 1;
         Expect::Agent(self.live.len() - 1)
     }
 
@@ -777,7 +813,7 @@ impl Model {
             scanners: scanners.clone(),
             config: agent_config,
         };
-        let refused = if names.is_empty() {
+        let refused = if scanners.iter().all(|s| s.trim().is_empty()) {
             Some(ErrKind::Input(Field::Scanners))
         } else if names.len() > config().max_scanners_per_request {
             Some(ErrKind::Bound(
@@ -798,11 +834,9 @@ impl Model {
         }
         let agent = self.live_agent(agent).expect("checked");
         // The oldest (lowest id) queued task whose scanner the agent listed.
-        let Some((&id, _)) = self
-            .tasks
-            .iter()
-            .find(|(_, t)| t.status == TaskStatus::Queued && scanners.contains(&t.scanner))
-        else {
+        let Some((&id, _)) = self.tasks.iter().find(|(_, t)| {
+            t.status == TaskStatus::Queued && scanners.iter().any(|s| s.trim() == t.scanner)
+        }) else {
             return (call, Expect::NoTask);
         };
         let key = self.minted;
@@ -816,6 +850,7 @@ impl Model {
         t.status = TaskStatus::Assigned;
         t.start = Some(now);
         t.attempts += 1;
+        self.tally.assignments += 1;
         t.held = Some(held);
         t.past.push(held);
         if t.lease_lost_by == Some(agent) {
@@ -889,17 +924,20 @@ impl Model {
                     ..held
                 });
                 t.push(now, Hist::Update(message.0.to_owned()));
+                self.tally.status_updates += 1;
             }
             Verb::Complete => {
                 t.status = TaskStatus::CompleteSuccessful;
                 t.end = Some(now);
                 t.push(now, Hist::Completed);
+                self.tally.completions += 1;
                 self.finish(id);
             }
             Verb::Fail => {
                 t.status = TaskStatus::CompleteFailed;
                 t.end = Some(now);
                 t.push(now, Hist::Failed(message.0.to_owned()));
+                self.tally.failures += 1;
                 self.finish(id);
             }
         }
@@ -918,6 +956,7 @@ impl Model {
                 t.status = TaskStatus::CompleteDeleted;
                 t.end = Some(now);
                 t.push(now, Hist::Deleted);
+                self.tally.cancellations += 1;
                 self.finish(id);
                 (Expect::Task(id), false)
             }
@@ -929,6 +968,7 @@ impl Model {
             return (Expect::Err(ErrKind::UnknownAgent(agent)), true);
         }
         self.live[agent] = false;
+        self.tally.agents_revoked += 1;
         let mut requeued = Vec::new();
         for (id, t) in &mut self.tasks {
             if t.status.is_active() && t.held.is_some_and(|h| h.agent == agent) {
@@ -936,6 +976,7 @@ impl Model {
                 t.held = None;
                 t.push(now, Hist::Revoked);
                 requeued.push(*id);
+                self.tally.requeues += 1;
             }
         }
         (Expect::Revoked(requeued), false)
@@ -1025,6 +1066,15 @@ impl Model {
                 }
             }
         };
+        if let Expect::Err(
+            ErrKind::InvalidAgentKey
+            | ErrKind::NotTaskHolder(_)
+            | ErrKind::InvalidTaskKey(_)
+            | ErrKind::LeaseExpired(_),
+        ) = expect
+        {
+            self.tally.rejected_key_checks += 1;
+        }
         self.last = Step {
             now: requested,
             call,
@@ -1166,10 +1216,18 @@ impl Sut {
     fn call(&mut self, call: &Call, now: u64) -> Result<Got, Error> {
         let got = match call {
             Call::Advance => Got::Clock(self.queue.advance(now)),
-            Call::QueueScan { app, scanner, url } => {
+            Call::QueueScan {
+                app,
+                scanner,
+                url,
+                scan_config,
+            } => {
                 let mut scan = NewScan::new(ApplicationId(*app), scanner);
                 if let Some(url) = url {
                     scan = scan.target_url(url);
+                }
+                if let Some(config) = scan_config {
+                    scan = scan.scan_config(ScanConfigId(*config));
                 }
                 Got::Task(self.queue.queue_scan(now, scan)?.clone())
             }
@@ -1294,6 +1352,11 @@ impl Sut {
         );
         assert_eq!(task.scanner(), m.scanner, "task {id} scanner");
         assert_eq!(task.target_url(), m.url, "task {id} target URL");
+        assert_eq!(
+            task.scan_config(),
+            m.scan_config.map(ScanConfigId),
+            "task {id} scan config"
+        );
         assert_eq!(task.create_ms(), m.create, "task {id} createTime");
         assert_eq!(task.start_ms(), m.start, "task {id} startTime");
         assert_eq!(task.end_ms(), m.end, "task {id} endTime");
@@ -1483,6 +1546,24 @@ impl StateMachineTest for QueueTest {
         let c = &stats.counters;
         assert_eq!(c.queued, model.next_id - 1, "tasks queued ever");
         assert_eq!(c.evicted, model.evicted, "tasks evicted");
+        let t = &model.tally;
+        assert_eq!(c.assignments, t.assignments, "assignments");
+        assert_eq!(c.status_updates, t.status_updates, "status updates");
+        assert_eq!(c.completions, t.completions, "completions");
+        assert_eq!(c.failures, t.failures, "failures");
+        assert_eq!(c.cancellations, t.cancellations, "cancellations");
+        assert_eq!(c.lease_expiries, t.lease_expiries, "lease expiries");
+        assert_eq!(c.requeues, t.requeues, "requeues");
+        assert_eq!(c.timeouts, t.timeouts, "timeouts");
+        assert_eq!(
+            c.agents_registered, t.agents_registered,
+            "agents registered"
+        );
+        assert_eq!(c.agents_revoked, t.agents_revoked, "agents revoked");
+        assert_eq!(
+            stats.rejected_key_checks, t.rejected_key_checks,
+            "rejected key checks"
+        );
         let queued = stats.count(TaskStatus::Queued) as u64;
         let active =
             (stats.count(TaskStatus::Assigned) + stats.count(TaskStatus::InProgress)) as u64;
