@@ -744,7 +744,7 @@ impl Model {
         let (scanner, scanner_verdict) = SCAN_SCANNERS[scanner];
         let (url, url_verdict) = URLS[url];
         // Even applications come with a scan configuration reference.
-        let scan_config = (app % 2 == 0).then_some(app * 10);
+        let scan_config = app.is_multiple_of(2).then_some(app * 10);
         let call = Call::QueueScan {
             app,
             scanner,
