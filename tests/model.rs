@@ -1627,3 +1627,49 @@ fn input_tables_match_the_bounds() {
     }
     assert!(GARBAGE_KEYS.iter().any(|k| k.len() == scan_queue::KEY_LEN));
 }
+
+/// Pins the first bug this model found, whatever the strategies generate: an agent whose
+/// lease ran out and which then took the same task again was told "lease expired" about its
+/// new assignment (here: when retrying the wrong terminal call), instead of the task's state.
+#[test]
+fn a_retaken_task_forgets_its_holders_lost_lease() {
+    let mut q = Queue::new(config(), seeded(1)).expect("valid config");
+    let scan = NewScan::new(ApplicationId(1), "zap");
+    let id = q.queue_scan(T0, scan).expect("queued").id();
+    let a = q.register_agent(T0).expect("agent a");
+    let b = q.register_agent(T0).expect("agent b");
+    let (a, b) = (a.key.expose_secret(), b.key.expose_secret());
+    let take = |q: &mut Queue, now: u64, agent: &str| {
+        let task = q
+            .request_task(now, agent, &["zap"], "")
+            .expect("ok")
+            .expect("a task");
+        let key = task.assignment().expect("assigned").task_key();
+        key.expose_secret().to_owned()
+    };
+
+    // A's lease runs out and the task is queued again; A takes it again and completes it.
+    let first = take(&mut q, T0, a);
+    let second = take(&mut q, T0 + 100, a);
+    assert_eq!(q.task(id).map(Task::attempts), Some(2));
+    let stale = q.update_status(T0 + 110, id, "", a, &first).unwrap_err();
+    assert_eq!(stale, Error::InvalidTaskKey { task: id });
+    q.complete_task(T0 + 120, id, a, &second)
+        .expect("completed");
+    assert_eq!(
+        q.fail_task(T0 + 130, id, "late", a, &second).unwrap_err(),
+        Error::WrongState {
+            task: id,
+            status: TaskStatus::CompleteSuccessful
+        }
+    );
+
+    // Whereas an agent that lost the lease to another agent is told why.
+    let id = q.queue_scan(T0 + 200, scan).expect("queued").id();
+    let lost = take(&mut q, T0 + 200, a);
+    let _ = take(&mut q, T0 + 300, b);
+    assert_eq!(
+        q.complete_task(T0 + 310, id, a, &lost).unwrap_err(),
+        Error::LeaseExpired { task: id }
+    );
+}
