@@ -1,0 +1,253 @@
+//! The binary itself: `--help` documents every flag, a generated API key is printed once,
+//! logs carry transitions with agent ids but never a key, and SIGTERM stops it gracefully.
+
+mod common;
+
+use common::{complete_form, json};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_scan-queue-server");
+
+#[test]
+fn help_describes_every_flag() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--listen <ADDR>",
+        "[default: 127.0.0.1:8080]",
+        "--api-key <KEY>",
+        "SCAN_QUEUE_API_KEY",
+        "--data-dir <DIR>",
+        "[default: ./scan-queue-data]",
+        "--lease-secs <SECS>",
+        "--task-deadline-secs <SECS>",
+        "--max-attempts <N>",
+        "--max-upload-bytes <BYTES>",
+        "--max-config-bytes <BYTES>",
+        "--max-agents <N>",
+        "--max-open-tasks <N>",
+        "--scanner <NAME=SHORT>",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
+    }
+    let bad = Command::new(BIN)
+        .args(["--lease-secs", "0"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+}
+
+struct Running {
+    child: Child,
+    origin: String,
+    stdout: Vec<String>,
+}
+
+/// Starts the binary on a free loopback port and reads what it prints on start.
+fn start(args: &[&str], env_key: Option<&str>, dir: &std::path::Path) -> Running {
+    let mut command = Command::new(BIN);
+    command
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .args(args)
+        .env_remove("SCAN_QUEUE_API_KEY")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(key) = env_key {
+        command.env("SCAN_QUEUE_API_KEY", key);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let origin = first
+        .trim()
+        .strip_prefix("scan-queue-server listening on ")
+        .and_then(|url| url.strip_suffix("/threadfix/rest/latest/tasks/"))
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+        .to_owned();
+    let mut lines = vec![first.trim().to_owned()];
+    if env_key.is_none() {
+        let mut second = String::new();
+        stdout.read_line(&mut second).unwrap();
+        lines.push(second.trim().to_owned());
+    }
+    Running {
+        child,
+        origin,
+        stdout: lines,
+    }
+}
+
+/// SIGTERM, then the exit status and everything logged.
+fn terminate(mut running: Running) -> (std::process::ExitStatus, String) {
+    let pid = running.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = running.child.wait().unwrap();
+    let mut stderr = String::new();
+    running
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status, stderr)
+}
+
+#[tokio::test]
+async fn generated_key_lifecycle_logs_and_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(&[], None, dir.path());
+    let api_key = running.stdout[1].rsplit(": ").next().unwrap().to_owned();
+    assert!(
+        running.stdout[1].starts_with("generated API key"),
+        "{:?}",
+        running.stdout
+    );
+    assert_eq!(api_key.len(), 44);
+    let base = format!("{}/threadfix/rest/latest/tasks", running.origin);
+    let http = reqwest::Client::new();
+    let auth = format!("APIKEY {api_key}");
+    let post = |op: &str, params: Vec<(&str, String)>| {
+        http.post(format!("{base}/{op}"))
+            .header("Authorization", &auth)
+            .form(&params)
+            .send()
+    };
+
+    let r = json(
+        post(
+            "queueScan",
+            vec![
+                ("applicationId", "1".into()),
+                ("scannerType", "burp".into()),
+            ],
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(r["success"], true, "{r}");
+    let r = json(
+        http.get(format!("{base}/requestScanAgentKey"))
+            .header("Authorization", &auth)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let agent = r["object"].as_str().unwrap().to_owned();
+    let r = json(
+        post(
+            "requestTask",
+            vec![
+                ("scanners", "burp".into()),
+                ("scanAgentSecureKey", agent.clone()),
+            ],
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    let task_key = r["object"]["secureTaskKey"].as_str().unwrap().to_owned();
+    let r = json(
+        post(
+            "taskStatusUpdate",
+            vec![
+                ("scanQueueTaskId", "1".into()),
+                ("message", "working".into()),
+                ("scanAgentSecureKey", agent.clone()),
+                ("secureTaskKey", task_key.clone()),
+            ],
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(r["success"], true, "{r}");
+    // Refused calls with keys in the query string (which must not reach the log either).
+    let r = json(http.post(format!("{base}/failTask?scanQueueTaskId=1&message=x&scanAgentSecureKey={agent}&secureTaskKey={agent}"))
+        .header("Authorization", &auth).send().await.unwrap()).await;
+    assert_eq!(r["success"], false);
+    let r = json(
+        http.post(format!("{base}/failTask?apiKey={agent}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r["success"], false);
+    let r = json(
+        http.post(format!("{base}/completeTask"))
+            .header("Authorization", &auth)
+            .multipart(complete_form(1, &agent, &task_key, b"<xml/>"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r["object"]["statusString"], "COMPLETE_SUCCESSFUL", "{r}");
+
+    let (status, log) = terminate(running);
+    assert!(status.success(), "exit {status:?}\n{log}");
+    assert!(
+        log.contains("SIGTERM: shutting down") && log.contains("stopped"),
+        "{log}"
+    );
+    for line in [
+        "task queued",
+        "scan agent registered",
+        "task assigned",
+        "task status update",
+        "task completed",
+        "refused",
+    ] {
+        assert!(log.contains(line), "log lacks {line}:\n{log}");
+    }
+    // The agent's public id is logged with its transitions.
+    let assigned = log.lines().find(|l| l.contains("task assigned")).unwrap();
+    assert!(assigned.contains("agent="), "{assigned}");
+    for secret in [&api_key, &agent, &task_key] {
+        assert!(!log.contains(secret.as_str()), "a key was logged:\n{log}");
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("results"))
+            .unwrap()
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn api_key_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(
+        &["--scanner", "Nessus Pro=nessus"],
+        Some("env-key-1"),
+        dir.path(),
+    );
+    assert_eq!(running.stdout.len(), 1);
+    let r = json(
+        reqwest::Client::new()
+            .get(format!("{}/rest/tasks/scanners", running.origin))
+            .header("Authorization", "APIKEY env-key-1")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r["object"], serde_json::json!(["Nessus Pro"]));
+    let (status, log) = terminate(running);
+    assert!(status.success());
+    assert!(!log.contains("env-key-1"));
+}
