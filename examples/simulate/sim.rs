@@ -1405,6 +1405,10 @@ impl Sim {
                 (id, holder, key)
             })
         };
+        let own_task = match &self.slots[slot].state {
+            SlotState::Working(job) if job.agent == own_id => Some(job.task),
+            _ => None,
+        };
         let call = [Call::Update, Call::Complete, Call::Fail][self.rng.random_range(0..3)];
         let expect = match (self.rng.random_range(0..4), victim) {
             // A garbage agent key with a real task key.
@@ -1416,8 +1420,11 @@ impl Sim {
             (1, Some((id, holder, task_key))) if holder != own_id => {
                 self.agent_call(call, &own_key, id, &task_key, "foreign")
             }
-            // Our own agent key, a real task, a garbage task key.
-            (2, Some((id, _, _))) => {
+            // Our own agent key, a real task (ours if we hold one), a garbage task key.
+            (2, victim) if own_task.or(victim.as_ref().map(|v| v.0)).is_some() => {
+                let id = own_task
+                    .or(victim.map(|v| v.0))
+                    .expect("checked in the guard");
                 let key = self.random_key();
                 self.agent_call(call, &own_key, id, &key, "garbage")
             }
@@ -1449,17 +1456,34 @@ impl Sim {
     }
 
     fn agent_act(&mut self, i: usize) {
-        if self.rng.random_bool(0.01) {
+        if self.rng.random_bool(0.03) {
             self.garbage_call(i);
         }
         if let Some(retry) = self.slots[i].retry.take() {
+            // Sometimes a wrong retry: the other terminal call, or a garbage task key. Both
+            // must be refused however the task finished.
+            let wrong = self.rng.random_range(0..10);
+            let (call, task_key) = match (wrong, retry.call) {
+                (0, Call::Complete) => (Call::Fail, retry.task_key.clone()),
+                (0, _) => (Call::Complete, retry.task_key.clone()),
+                (1, call) => (call, self.random_key()),
+                (_, call) => (call, retry.task_key.clone()),
+            };
             let expect = self.agent_call(
-                retry.call,
+                call,
                 &retry.agent_key,
                 retry.task,
-                &retry.task_key,
+                &task_key,
                 &retry.message,
             );
+            if wrong < 2 {
+                if !matches!(expect, Expect::Refuse(_)) {
+                    self.fail(format!("a wrong retry was predicted {expect:?}"));
+                }
+                self.r.garbage_refused += 1;
+                self.slots[i].next_ms = self.now_ms + self.rng.random_range(100..2_000);
+                return;
+            }
             match expect {
                 Expect::Repeat => {
                     let end = self.model.task(retry.task).and_then(|t| t.end_ms);
