@@ -13,7 +13,11 @@ impl Queue {
     /// answers the same; cancelling another finished task is [`Error::WrongState`].
     pub fn cancel_task(&mut self, now_ms: u64, task: TaskId) -> Result<&Task, Error> {
         let now_ms = self.advance(now_ms);
-        let status = self.tasks.get(&task).ok_or(Error::UnknownTask(task))?.status;
+        let status = self
+            .tasks
+            .get(&task)
+            .ok_or(Error::UnknownTask(task))?
+            .status;
         if status == TaskStatus::CompleteDeleted {
             return self.tasks.get(&task).ok_or(Error::UnknownTask(task));
         }

@@ -31,7 +31,9 @@ impl Queue {
             self.keys.rng().fill_bytes(&mut bytes);
             let id = AgentId(uuid::Builder::from_random_bytes(bytes).into_uuid());
             let key = AgentKey::generate(self.keys.rng());
-            if !self.agents.contains_key(&id) && !self.agent_by_selector.contains_key(&key.selector()) {
+            if !self.agents.contains_key(&id)
+                && !self.agent_by_selector.contains_key(&key.selector())
+            {
                 break (id, key);
             }
         };

@@ -130,7 +130,9 @@ impl Queue {
         task_key: &str,
         call: Call,
     ) -> Result<Checked, Error> {
-        let agent = self.agent_for_key(agent_key).ok_or(Error::InvalidAgentKey)?;
+        let agent = self
+            .agent_for_key(agent_key)
+            .ok_or(Error::InvalidAgentKey)?;
         let task = self.tasks.get(&id).ok_or(Error::UnknownTask(id))?;
         let lost_lease = || task.lease_lost_by == Some(agent);
         let holds = |a: AgentId| a == agent;
@@ -155,7 +157,9 @@ impl Queue {
             });
         }
         let Some(assignment) = &task.assignment else {
-            return Err(Error::Inconsistent(format!("active task {id} has no assignment")));
+            return Err(Error::Inconsistent(format!(
+                "active task {id} has no assignment"
+            )));
         };
         if !holds(assignment.agent) {
             return Err(if lost_lease() {

@@ -70,8 +70,14 @@ impl Queue {
         for s in scanners {
             self.check_len(s.as_ref(), self.config.max_scanner_len, Bound::ScannerLen)?;
         }
-        self.check_len(agent_config, self.config.max_agent_config_len, Bound::AgentConfigLen)?;
-        let agent = self.agent_for_key(agent_key).ok_or(Error::InvalidAgentKey)?;
+        self.check_len(
+            agent_config,
+            self.config.max_agent_config_len,
+            Bound::AgentConfigLen,
+        )?;
+        let agent = self
+            .agent_for_key(agent_key)
+            .ok_or(Error::InvalidAgentKey)?;
         let oldest = scanners
             .iter()
             .filter_map(|s| self.scanners.get(s.as_ref().trim())?.queued.first())

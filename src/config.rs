@@ -79,15 +79,33 @@ impl Config {
             (self.lease_ms >= 1, Field::ConfigLease),
             (self.task_deadline_ms >= 1, Field::ConfigDeadline),
             (self.max_attempts >= 1, Field::ConfigMaxAttempts),
-            (self.max_open_tasks >= 1, Field::ConfigBound(Bound::OpenTasks)),
-            (self.max_finished_tasks >= 1, Field::ConfigBound(Bound::FinishedTasks)),
+            (
+                self.max_open_tasks >= 1,
+                Field::ConfigBound(Bound::OpenTasks),
+            ),
+            (
+                self.max_finished_tasks >= 1,
+                Field::ConfigBound(Bound::FinishedTasks),
+            ),
             (self.max_agents >= 1, Field::ConfigBound(Bound::Agents)),
             (self.max_scanners >= 1, Field::ConfigBound(Bound::Scanners)),
-            (self.max_scanners_per_request >= 1, Field::ConfigBound(Bound::ScannersPerRequest)),
-            (self.max_scanner_len >= 1, Field::ConfigBound(Bound::ScannerLen)),
+            (
+                self.max_scanners_per_request >= 1,
+                Field::ConfigBound(Bound::ScannersPerRequest),
+            ),
+            (
+                self.max_scanner_len >= 1,
+                Field::ConfigBound(Bound::ScannerLen),
+            ),
             (self.max_url_len >= 12, Field::ConfigBound(Bound::UrlLen)),
-            (self.max_message_len >= 1, Field::ConfigBound(Bound::MessageLen)),
-            (self.max_status_history >= 2, Field::ConfigBound(Bound::StatusHistory)),
+            (
+                self.max_message_len >= 1,
+                Field::ConfigBound(Bound::MessageLen),
+            ),
+            (
+                self.max_status_history >= 2,
+                Field::ConfigBound(Bound::StatusHistory),
+            ),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
             Some((_, field)) => Err(Error::InvalidInput {

@@ -180,12 +180,10 @@ impl Queue {
         let set = &self.by_status[status];
         let ids = match (range.start_bound(), range.end_bound()) {
             // BTreeSet::range panics on an inverted range; an empty one is the right answer.
-            (std::ops::Bound::Included(a) | std::ops::Bound::Excluded(a),
-             std::ops::Bound::Included(b) | std::ops::Bound::Excluded(b))
-                if a > b =>
-            {
-                None
-            }
+            (
+                std::ops::Bound::Included(a) | std::ops::Bound::Excluded(a),
+                std::ops::Bound::Included(b) | std::ops::Bound::Excluded(b),
+            ) if a > b => None,
             (std::ops::Bound::Excluded(a), std::ops::Bound::Excluded(b)) if a == b => None,
             (start, end) => Some(set.range((start.cloned(), end.cloned()))),
         };
@@ -225,7 +223,9 @@ impl Queue {
 
     /// The agent a presented key belongs to, if it is a live key (constant-time comparison).
     pub fn agent_for_key(&self, presented: &str) -> Option<AgentId> {
-        let id = self.agent_by_selector.get(&presented_selector(presented)?)?;
+        let id = self
+            .agent_by_selector
+            .get(&presented_selector(presented)?)?;
         let agent = self.agents.get(id)?;
         agent.key.matches(presented).then_some(*id)
     }
@@ -298,7 +298,12 @@ impl Queue {
                 self.agent_by_selector.remove(&record.key.selector());
                 for id in record.tasks {
                     self.change(id, |task| {
-                        requeue(task, at_ms, StatusMessage::AgentRevoked { at_ms }, max_history);
+                        requeue(
+                            task,
+                            at_ms,
+                            StatusMessage::AgentRevoked { at_ms },
+                            max_history,
+                        );
                     });
                     self.counters.requeues = self.counters.requeues.saturating_add(1);
                 }
@@ -604,9 +609,18 @@ impl Queue {
                     crate::Bound::AgentConfigLen,
                 )?;
             }
-            Event::StatusUpdated { task, message, .. } | Event::TaskFailed { task, reason: message, .. } => {
+            Event::StatusUpdated { task, message, .. }
+            | Event::TaskFailed {
+                task,
+                reason: message,
+                ..
+            } => {
                 task_in(*task, TaskStatus::is_active)?;
-                self.check_len(message, self.config.max_message_len, crate::Bound::MessageLen)?;
+                self.check_len(
+                    message,
+                    self.config.max_message_len,
+                    crate::Bound::MessageLen,
+                )?;
             }
             Event::TaskCompleted { task, .. } => {
                 task_in(*task, TaskStatus::is_active)?;

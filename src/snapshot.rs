@@ -57,7 +57,11 @@ impl Queue {
             format: SNAPSHOT_FORMAT,
             clock_ms: self.clock_ms,
             next_task_id: self.next_task_id,
-            tasks: ids.iter().filter_map(|id| self.tasks.get(id)).cloned().collect(),
+            tasks: ids
+                .iter()
+                .filter_map(|id| self.tasks.get(id))
+                .cloned()
+                .collect(),
             finished: self.finished.iter().copied().collect(),
             agents: self
                 .agents
@@ -77,7 +81,10 @@ impl Queue {
     pub fn restore(config: Config, keys: KeySource, snapshot: Snapshot) -> Result<Queue, Error> {
         let bad = |what: String| Err(Error::Inconsistent(what));
         if snapshot.format != SNAPSHOT_FORMAT {
-            return bad(format!("snapshot format {} is not {SNAPSHOT_FORMAT}", snapshot.format));
+            return bad(format!(
+                "snapshot format {} is not {SNAPSHOT_FORMAT}",
+                snapshot.format
+            ));
         }
         let mut queue = Queue::new(config, keys)?;
         queue.clock_ms = snapshot.clock_ms;
@@ -174,7 +181,10 @@ impl Queue {
             if t.application.0 == 0 || check_scanner_name(&t.scanner, c.max_scanner_len).is_err() {
                 return at("invalid application or scanner");
             }
-            if t.target_url.as_ref().is_some_and(|u| u.len() > c.max_url_len) {
+            if t.target_url
+                .as_ref()
+                .is_some_and(|u| u.len() > c.max_url_len)
+            {
                 return at("target URL too long");
             }
             if t.history.len() > c.max_status_history || t.history.is_empty() {
@@ -212,7 +222,10 @@ impl Queue {
                     let Some(a) = &t.assignment else {
                         return at("active without an assignment");
                     };
-                    let holds = self.agents.get(&a.agent).is_some_and(|ag| ag.tasks.contains(id));
+                    let holds = self
+                        .agents
+                        .get(&a.agent)
+                        .is_some_and(|ag| ag.tasks.contains(id));
                     if !holds || t.attempts == 0 || t.start_ms.is_none() || in_scanner_queue {
                         return at("active but not held by a live agent, or still queued");
                     }
@@ -265,7 +278,9 @@ impl Queue {
                     .is_some_and(|t| t.status == TaskStatus::Queued && *t.scanner == *name)
             });
             if !all_queued {
-                return bad(format!("scanner {name:?} queue holds a task not queued for it"));
+                return bad(format!(
+                    "scanner {name:?} queue holds a task not queued for it"
+                ));
             }
         }
         Ok(())

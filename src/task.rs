@@ -133,13 +133,22 @@ pub enum StatusMessage {
 impl fmt::Display for StatusMessage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StatusMessage::Queued { at_ms } => write!(f, "Scan queued at: {}", ThreadfixTime(*at_ms)),
+            StatusMessage::Queued { at_ms } => {
+                write!(f, "Scan queued at: {}", ThreadfixTime(*at_ms))
+            }
             StatusMessage::Assigned { agent_config } => {
-                write!(f, "Assigning task to an agent with agentConfig:\n{agent_config}")
+                write!(
+                    f,
+                    "Assigning task to an agent with agentConfig:\n{agent_config}"
+                )
             }
             StatusMessage::Update(m) => f.write_str(m),
             StatusMessage::Completed { at_ms } => {
-                write!(f, "Scan completed successfully at: {}", ThreadfixTime(*at_ms))
+                write!(
+                    f,
+                    "Scan completed successfully at: {}",
+                    ThreadfixTime(*at_ms)
+                )
             }
             StatusMessage::Failed { task, reason } => write!(
                 f,
@@ -156,7 +165,11 @@ impl fmt::Display for StatusMessage {
                 ThreadfixTime(*at_ms)
             ),
             StatusMessage::DeadlinePassed { at_ms } => {
-                write!(f, "Task deadline passed at: {}; task timed out", ThreadfixTime(*at_ms))
+                write!(
+                    f,
+                    "Task deadline passed at: {}; task timed out",
+                    ThreadfixTime(*at_ms)
+                )
             }
             StatusMessage::Deleted { at_ms } => {
                 write!(f, "Task deleted at: {}", ThreadfixTime(*at_ms))
