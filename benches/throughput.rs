@@ -310,8 +310,8 @@ fn main() {
         s.samples
     );
     println!(
-        "{:<34} {:>12} {:>10}  {}",
-        "row", "ns/lifecycle", "ratio", "ratio against"
+        "{:<34} {:>12} {:>10}  ratio against",
+        "row", "ns/lifecycle", "ratio"
     );
 
     let floor = bench_floor(&s, s.backlogs[0]);
