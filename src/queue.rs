@@ -336,7 +336,8 @@ impl Queue {
                     attempts: 0,
                     assignment: None,
                     lease_lost_by: None,
-                    history: Vec::new(),
+                    // Most queued tasks never get a second entry; don't reserve four.
+                    history: Vec::with_capacity(1),
                     next_status_id: 1,
                 };
                 new.push_status(at_ms, StatusMessage::Queued { at_ms }, max_history);
@@ -362,11 +363,11 @@ impl Queue {
                     if t.lease_lost_by == Some(agent) {
                         t.lease_lost_by = None;
                     }
-                    t.assignment = Some(Assignment {
+                    t.assignment = Some(Box::new(Assignment {
                         agent,
                         task_key,
                         lease_until_ms,
-                    });
+                    }));
                     let agent_config = agent_config.into_boxed_str();
                     t.push_status(at_ms, StatusMessage::Assigned { agent_config }, max_history);
                 });
@@ -546,6 +547,11 @@ impl Queue {
                 self.by_status[task.status].remove(&id);
                 self.counters.evicted = self.counters.evicted.saturating_add(1);
             }
+        }
+        // Give memory back after a burst: a map at a quarter of its capacity halves (amortized
+        // O(1) per eviction, since it must lose half its entries again before the next shrink).
+        if self.tasks.capacity() > 4 * self.tasks.len() + 1024 {
+            self.tasks.shrink_to(2 * self.tasks.len());
         }
     }
 

@@ -28,7 +28,7 @@ pub struct Task {
     pub(crate) attempts: u32,
     /// The current assignment while active; kept after a terminal agent call so that the
     /// same call can be answered again (idempotent retries); cleared on requeue.
-    pub(crate) assignment: Option<Assignment>,
+    pub(crate) assignment: Option<Box<Assignment>>,
     /// The agent whose lease ran out most recently, to tell it why its call is refused.
     pub(crate) lease_lost_by: Option<AgentId>,
     pub(crate) history: Vec<StatusEntry>,
@@ -231,7 +231,7 @@ impl Task {
     /// The current assignment (while Assigned/InProgress), or the one that finished it (after
     /// complete or fail; also kept after cancel or deadline of an active task).
     pub fn assignment(&self) -> Option<&Assignment> {
-        self.assignment.as_ref()
+        self.assignment.as_deref()
     }
     /// The status history, oldest first (bounded by
     /// [`Config::max_status_history`](crate::Config::max_status_history)).
