@@ -1,0 +1,333 @@
+//! Arbitrary ThreadFix requests (paths, methods, query strings, url-encoded, multipart and raw
+//! bodies, real or garbage keys) through the server's parsing and handling, in process (no
+//! network). Every answer must be a ThreadFix envelope; none may come from a panic.
+
+#![no_main]
+
+use arbitrary::Arbitrary;
+use axum::body::Body;
+use http::{Method, Request, StatusCode};
+use libfuzzer_sys::fuzz_target;
+use scan_queue::{ApplicationId, KeySource, NewScan};
+use scan_queue_server::{ApiKey, Clock, Server, ServerConfig};
+use std::sync::OnceLock;
+use tower::ServiceExt;
+
+const API_KEY: &str = "fuzz-api-key";
+
+struct World {
+    runtime: tokio::runtime::Runtime,
+    server: Server,
+    clock: Clock,
+    agent_key: String,
+    task_keys: Vec<(u64, String)>,
+}
+
+fn world() -> &'static World {
+    static WORLD: OnceLock<World> = OnceLock::new();
+    WORLD.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("scan-queue-fuzz-wire-{}", std::process::id()));
+        let mut config = ServerConfig::new(ApiKey::new(API_KEY).unwrap(), dir);
+        config.max_upload_bytes = 4096;
+        config.max_config_bytes = 4096;
+        config.queue.max_open_tasks = 1_000;
+        config.queue.max_agents = 100;
+        config.queue.max_finished_tasks = 100;
+        let clock = Clock::manual(1_700_000_000_000);
+        let server =
+            Server::with_parts(config, KeySource::from_seed([5; 32]), clock.clone()).unwrap();
+        // A few tasks held by a known agent, so requests with real keys reach deep paths.
+        let (agent_key, task_keys) = {
+            let mut q = server.queue().lock();
+            let now = clock.now_ms();
+            let agent = q
+                .register_agent(now)
+                .unwrap()
+                .key
+                .expose_secret()
+                .to_owned();
+            let mut keys = Vec::new();
+            for _ in 0..8 {
+                q.queue_scan(
+                    now,
+                    NewScan::new(ApplicationId(1), "OWASP Zed Attack Proxy"),
+                )
+                .unwrap();
+            }
+            for _ in 0..6 {
+                let t = q
+                    .request_task(now, &agent, &["OWASP Zed Attack Proxy"], "")
+                    .unwrap()
+                    .unwrap();
+                keys.push((
+                    t.id().0,
+                    t.assignment()
+                        .unwrap()
+                        .task_key()
+                        .expose_secret()
+                        .to_owned(),
+                ));
+            }
+            q.drain_events().for_each(drop);
+            (agent, keys)
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        World {
+            runtime,
+            server,
+            clock,
+            agent_key,
+            task_keys,
+        }
+    })
+}
+
+const OPS: [&str; 9] = [
+    "queueScan",
+    "setTaskConfig",
+    "requestScanAgentKey",
+    "requestTask",
+    "taskStatusUpdate",
+    "completeTask",
+    "failTask",
+    "scanners",
+    "nope",
+];
+const PREFIXES: [&str; 5] = [
+    "/rest/tasks/",
+    "/rest/latest/tasks/",
+    "/threadfix/rest/v2.8/tasks/",
+    "/threadfix/rest/tasks/",
+    "/rest/",
+];
+const NAMES: [&str; 14] = [
+    "applicationId",
+    "appId",
+    "scannerType",
+    "targetURL",
+    "scanConfigId",
+    "scanners",
+    "scanAgentSecureKey",
+    "agentConfig",
+    "scanQueueTaskId",
+    "message",
+    "secureTaskKey",
+    "apiKey",
+    "file",
+    "files",
+];
+
+#[derive(Arbitrary, Debug)]
+enum Value {
+    Raw(String),
+    Bytes(Vec<u8>),
+    Int(i64),
+    Big(u128),
+    AgentKey,
+    TaskKey(u8),
+    TaskId(u8),
+    Scanner(bool),
+}
+
+#[derive(Arbitrary, Debug)]
+enum Encoding {
+    Query,
+    UrlEncoded,
+    Multipart,
+    RawBody { content_type: String, body: Vec<u8> },
+}
+
+#[derive(Arbitrary, Debug)]
+enum Auth {
+    Header,
+    Param,
+    Wrong(String),
+    Missing,
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    method: bool,
+    op: u8,
+    prefix: u8,
+    raw_path: Option<String>,
+    auth: Auth,
+    encoding: Encoding,
+    params: Vec<(u8, Option<String>, Value)>,
+    file: Option<(bool, Vec<u8>)>,
+    tick_ms: u16,
+}
+
+fn value_bytes(w: &World, v: &Value) -> Vec<u8> {
+    match v {
+        Value::Raw(s) => s.clone().into_bytes(),
+        Value::Bytes(b) => b.clone(),
+        Value::Int(i) => i.to_string().into_bytes(),
+        Value::Big(i) => i.to_string().into_bytes(),
+        Value::AgentKey => w.agent_key.clone().into_bytes(),
+        Value::TaskKey(i) => w.task_keys[*i as usize % w.task_keys.len()]
+            .1
+            .clone()
+            .into_bytes(),
+        Value::TaskId(i) => w.task_keys[*i as usize % w.task_keys.len()]
+            .0
+            .to_string()
+            .into_bytes(),
+        Value::Scanner(short) => {
+            if *short {
+                b"zap".to_vec()
+            } else {
+                b"Burp Suite Pro".to_vec()
+            }
+        }
+    }
+}
+
+fn percent(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (*b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fuzz_target!(|input: Input| {
+    let w = world();
+    w.clock.advance_ms(u64::from(input.tick_ms));
+    let mut params: Vec<(String, Vec<u8>)> = input
+        .params
+        .iter()
+        .take(16)
+        .map(|(n, raw, v)| {
+            (
+                raw.clone()
+                    .unwrap_or_else(|| NAMES[*n as usize % NAMES.len()].to_owned()),
+                value_bytes(w, v),
+            )
+        })
+        .collect();
+    let mut request = Request::builder();
+    match &input.auth {
+        Auth::Header => request = request.header("Authorization", format!("APIKEY {API_KEY}")),
+        Auth::Param => params.push(("apiKey".into(), API_KEY.into())),
+        Auth::Wrong(k) => {
+            if let Ok(v) = http::HeaderValue::from_str(&format!("APIKEY {k}")) {
+                request = request.header("Authorization", v);
+            }
+        }
+        Auth::Missing => {}
+    }
+    let path = match &input.raw_path {
+        Some(p) if p.starts_with('/') => p.clone(),
+        _ => format!(
+            "{}{}",
+            PREFIXES[input.prefix as usize % PREFIXES.len()],
+            OPS[input.op as usize % OPS.len()]
+        ),
+    };
+    let query: String = params
+        .iter()
+        .map(|(n, v)| format!("{}={}", percent(n.as_bytes()), percent(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let (uri, content_type, body): (String, Option<String>, Vec<u8>) = match &input.encoding {
+        Encoding::Query => (format!("{path}?{query}"), None, Vec::new()),
+        Encoding::UrlEncoded => (
+            path,
+            Some("application/x-www-form-urlencoded".into()),
+            query.into_bytes(),
+        ),
+        Encoding::RawBody { content_type, body } => {
+            (path, Some(content_type.clone()), body.clone())
+        }
+        Encoding::Multipart => {
+            let mut body = Vec::new();
+            for (n, v) in &params {
+                body.extend_from_slice(
+                    format!("--XB\r\nContent-Disposition: form-data; name=\"{n}\"\r\n\r\n")
+                        .as_bytes(),
+                );
+                body.extend_from_slice(v);
+                body.extend_from_slice(b"\r\n");
+            }
+            if let Some((files, content)) = &input.file {
+                let name = if *files { "files" } else { "file" };
+                body.extend_from_slice(format!("--XB\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"r.xml\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
+                body.extend_from_slice(content);
+                body.extend_from_slice(b"\r\n");
+            }
+            body.extend_from_slice(b"--XB--\r\n");
+            (path, Some("multipart/form-data; boundary=XB".into()), body)
+        }
+    };
+    let method = if input.method {
+        Method::POST
+    } else {
+        Method::GET
+    };
+    request = request.method(method).uri(uri.as_str());
+    if let Some(ct) = content_type {
+        match http::HeaderValue::from_str(&ct) {
+            Ok(v) => request = request.header("Content-Type", v),
+            Err(_) => return,
+        }
+    }
+    let Ok(request) = request.body(Body::from(body)) else {
+        return; // not a valid HTTP request (e.g. a path with spaces): nothing to send
+    };
+    let (status, bytes) = w.runtime.block_on(async {
+        let response = w
+            .server
+            .router()
+            .oneshot(request)
+            .await
+            .expect("the router is infallible");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("a bounded answer");
+        (status, bytes)
+    });
+    assert_ne!(
+        status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "a handler panicked"
+    );
+    let json: serde_json::Value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)));
+    assert!(json["success"].is_boolean(), "no success flag: {json}");
+    assert!(json["message"].is_string(), "no message: {json}");
+    assert_eq!(json["responseCode"], -1, "{json}");
+    if json["success"] == false {
+        assert!(json["object"].is_null(), "failure with an object: {json}");
+        assert!(
+            !json["message"].as_str().unwrap_or("").is_empty(),
+            "failure without a reason: {json}"
+        );
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    // Keys reach an answer only where ThreadFix puts them (assignment/complete objects), and
+    // never inside a failure message.
+    if json["success"] == false {
+        assert!(
+            !text.contains(&w.agent_key),
+            "a failure shows the agent key"
+        );
+        for (_, k) in &w.task_keys {
+            assert!(!text.contains(k.as_str()), "a failure shows a task key");
+        }
+        assert!(!text.contains(API_KEY), "a failure shows the API key");
+    }
+    w.server
+        .queue()
+        .lock()
+        .check_invariants()
+        .expect("the queue stays consistent");
+});
