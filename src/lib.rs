@@ -116,3 +116,8 @@ pub use stats::{Counters, Stats};
 pub use status::TaskStatus;
 pub use task::{Assignment, StatusEntry, StatusMessage, Task};
 pub use time::ThreadfixTime;
+
+/// The README's Rust examples, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
