@@ -31,6 +31,7 @@
 mod auth;
 mod clock;
 mod http;
+mod journal;
 mod ops;
 mod params;
 mod scanners;
@@ -40,6 +41,7 @@ pub mod wire;
 
 pub use auth::ApiKey;
 pub use clock::Clock;
+pub use journal::{Durability, Fsync};
 pub use ops::Op;
 pub use params::Failure;
 pub use scanners::{Scanner, Scanners};

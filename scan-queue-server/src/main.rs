@@ -6,7 +6,7 @@
 #![warn(missing_docs)]
 
 use clap::Parser;
-use scan_queue_server::{ApiKey, Scanner, Scanners, Server, ServerConfig};
+use scan_queue_server::{ApiKey, Durability, Fsync, Scanner, Scanners, Server, ServerConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,6 +18,10 @@ use std::process::ExitCode;
 /// completeTask, failTask and scanners. Every call needs the API key, as the header
 /// `Authorization: APIKEY {key}` or the parameter `apiKey`. Logs go to stderr (filter with
 /// RUST_LOG, e.g. RUST_LOG=debug); they never contain a key.
+///
+/// The queue (tasks, agents, their keys, leases) and the scan configs survive a restart: every
+/// change is written to a checksummed journal under --data-dir before it is acknowledged, with
+/// periodic snapshots; on start the server restores them (see --fsync).
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Args {
@@ -35,9 +39,34 @@ struct Args {
     )]
     api_key: Option<String>,
 
-    /// Directory for uploaded result files (results/) and uploads in flight (incoming/).
+    /// Directory for the journal and snapshots (journal/), scan configs (configs/), uploaded
+    /// result files (results/) and uploads in flight (incoming/). Holds keys: keep it private.
     #[arg(long, value_name = "DIR", default_value = "./scan-queue-data")]
     data_dir: PathBuf,
+
+    /// When an acknowledged change reaches the disk. always: each answer waits for an fsync
+    /// that covers it (survives power loss; concurrent answers share fsyncs). batch: group
+    /// commit, one fsync per --fsync-batch-ms window, answers still wait for it (survives
+    /// power loss, fewer fsyncs, more latency). never: written to the OS before answering but
+    /// never synced (survives the process being killed, not power loss; for tests).
+    #[arg(long, value_enum, value_name = "POLICY", default_value_t = FsyncArg::Always)]
+    fsync: FsyncArg,
+
+    /// With --fsync batch: how long the writer gathers changes before one fsync.
+    #[arg(long, value_name = "MS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    fsync_batch_ms: u64,
+
+    /// Take a snapshot (and drop the journal before it) after this many changes.
+    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    snapshot_every: u64,
+
+    /// Take a snapshot at least this often while changes happen.
+    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    snapshot_every_secs: u64,
+
+    /// Keep the queue in memory only: nothing survives a restart.
+    #[arg(long)]
+    in_memory: bool,
 
     /// Lease: how long an agent holds a task without a status update before the task is
     /// taken back (queued again, or timed out after the last attempt).
@@ -75,6 +104,24 @@ struct Args {
     /// Security AppScan Standard=appscan, OWASP Zed Attack Proxy=zap, WebInspect=webinspect.
     #[arg(long = "scanner", value_name = "NAME=SHORT")]
     scanners: Vec<Scanner>,
+}
+
+/// `--fsync`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum FsyncArg {
+    Always,
+    Batch,
+    Never,
+}
+
+impl From<FsyncArg> for Fsync {
+    fn from(arg: FsyncArg) -> Fsync {
+        match arg {
+            FsyncArg::Always => Fsync::Always,
+            FsyncArg::Batch => Fsync::Batch,
+            FsyncArg::Never => Fsync::Never,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -116,6 +163,12 @@ fn run(args: Args) -> Result<(), String> {
     config.queue.max_agents = args.max_agents;
     config.queue.max_open_tasks = args.max_open_tasks;
     config.scanners = scanners;
+    config.durability = (!args.in_memory).then(|| Durability {
+        fsync: args.fsync.into(),
+        batch_delay: std::time::Duration::from_millis(args.fsync_batch_ms),
+        snapshot_every_events: args.snapshot_every,
+        snapshot_every: std::time::Duration::from_secs(args.snapshot_every_secs),
+    });
     config.max_upload_bytes = args.max_upload_bytes;
     config.max_config_bytes = args.max_config_bytes;
     let server = Server::new(config).map_err(|e| {
@@ -142,7 +195,12 @@ fn run(args: Args) -> Result<(), String> {
                 api_key.expose_secret()
             );
         }
-        tracing::info!(listen = %local, data_dir = %args.data_dir.display(), "started");
+        let fsync = if args.in_memory {
+            "in-memory"
+        } else {
+            Fsync::from(args.fsync).name()
+        };
+        tracing::info!(listen = %local, data_dir = %args.data_dir.display(), fsync, "started");
         server
             .serve(listener, shutdown_signal())
             .await

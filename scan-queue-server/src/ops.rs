@@ -157,12 +157,7 @@ impl App {
                 file.bytes,
                 now_ms,
             )
-            .ok_or_else(|| {
-                Failure::new(format!(
-                    "Limit reached for scan configs: at most {} application and scanner pairs.",
-                    crate::store::ConfigStore::MAX_DOCUMENTS
-                ))
-            })?;
+            .map_err(|refused| Failure::new(refused.to_string()))?;
         tracing::info!(application = application.0, scanner = %scanner.name, config = doc.object.id, "scan config stored");
         Ok(Reply::Config(doc.object.clone()))
     }

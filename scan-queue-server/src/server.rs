@@ -3,10 +3,12 @@
 
 use crate::auth::ApiKey;
 use crate::clock::Clock;
+use crate::journal::{Durability, Journal};
 use crate::scanners::Scanners;
 use crate::store::{ConfigStore, DataDir};
 use parking_lot::Mutex;
 use scan_queue::{AgentId, Event, KeySource, Queue, SharedQueue, TaskId, TaskStatus};
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,8 +20,11 @@ use tokio::sync::Notify;
 pub struct ServerConfig {
     /// The administrator API key every call must present.
     pub api_key: ApiKey,
-    /// Where uploaded result files are stored.
+    /// Where uploaded result files, scan configs and the journal are stored.
     pub data_dir: PathBuf,
+    /// How the queue and the scan configs persist across restarts (`None`: in memory only,
+    /// lost when the process stops).
+    pub durability: Option<Durability>,
     /// The queue's durations and bounds (lease, task deadline, attempts, …).
     pub queue: scan_queue::Config,
     /// The scanners tasks may use.
@@ -36,12 +41,13 @@ impl ServerConfig {
     /// Default configuration document bound: 1 MiB.
     pub const DEFAULT_MAX_CONFIG_BYTES: usize = 1024 * 1024;
 
-    /// The defaults (queue defaults, the six scanners, the default bounds) with this key and
-    /// data directory.
+    /// The defaults (queue defaults, the six scanners, the default bounds, durable with
+    /// `fsync` always) with this key and data directory.
     pub fn new(api_key: ApiKey, data_dir: impl Into<PathBuf>) -> ServerConfig {
         ServerConfig {
             api_key,
             data_dir: data_dir.into(),
+            durability: Some(Durability::default()),
             queue: scan_queue::Config::default(),
             scanners: Scanners::default(),
             max_upload_bytes: Self::DEFAULT_MAX_UPLOAD_BYTES,
@@ -68,6 +74,13 @@ pub(crate) struct App {
     /// The deadline the timer sleeps until (`u64::MAX`: none). Written and compared only
     /// while the queue is locked, so no earlier deadline can slip between the two.
     armed_ms: AtomicU64,
+    /// Where the queue's events are persisted (`None`: in memory only).
+    pub(crate) journal: Option<Journal>,
+}
+
+tokio::task_local! {
+    /// The journal sequence number the current HTTP answer waits for (see [`App::transact`]).
+    static ACK_SEQ: Cell<u64>;
 }
 
 /// One transition, as logged: never a key.
@@ -82,9 +95,11 @@ impl App {
     /// Runs one core operation under the queue lock at the current time, and takes the
     /// events it produced.
     ///
-    /// This is the only place the queue is driven from, so it is where durability goes
-    /// (issue #6): append the drained events to a journal here, still under the lock (the
-    /// lock gives them their total order), before the caller answers. Nothing here awaits.
+    /// This is the only place the queue is driven from, so it is where durability is: the
+    /// drained events are appended to the journal still under the lock (the lock gives them
+    /// their total order), and the sequence number the answer must wait for is noted for the
+    /// HTTP layer ([`durable_answers`]), which holds the answer until the journal has it on
+    /// disk. The lock is not held across the disk write. Nothing here awaits.
     pub(crate) fn transact<T>(&self, op: impl FnOnce(&mut Queue, u64) -> T) -> T {
         let now_ms = self.clock.now_ms();
         let mut queue = self.queue.lock();
@@ -94,7 +109,12 @@ impl App {
         let wake = queue
             .next_deadline_ms()
             .is_some_and(|next| next < self.armed_ms.load(Ordering::Relaxed));
+        let ack_seq = self.journal.as_ref().map(|j| j.append(events, &queue));
         drop(queue);
+        if let Some(seq) = ack_seq {
+            // Outside an HTTP answer (the timer) nobody is told, so nobody waits.
+            let _ = ACK_SEQ.try_with(|ack| ack.set(ack.get().max(seq)));
+        }
         if wake {
             self.timer.notify_one();
         }
@@ -132,6 +152,40 @@ fn describe(queue: &Queue, event: &Event) -> Transition {
         task,
         agent,
         status,
+    }
+}
+
+/// Holds every HTTP answer until the journal has persisted what it reflects: the events of
+/// its own call and every event before them (an answer may show state an earlier call
+/// changed). When the journal has failed, the answer is a failure envelope instead.
+async fn durable_answers(
+    axum::extract::State(app): axum::extract::State<Arc<App>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let Some(journal) = &app.journal else {
+        return next.run(request).await;
+    };
+    let (response, seq) = ACK_SEQ
+        .scope(Cell::new(0), async {
+            let response = next.run(request).await;
+            (response, ACK_SEQ.with(Cell::get))
+        })
+        .await;
+    match journal.durable(seq).await {
+        Ok(()) => response,
+        Err(_) => {
+            use axum::response::IntoResponse;
+            let envelope = crate::wire::Envelope::<()>::failure(
+                "The server could not persist this change and is stopping; retry against the \
+                 restarted server.",
+            );
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(envelope),
+            )
+                .into_response()
+        }
     }
 }
 
@@ -195,15 +249,30 @@ impl Server {
     }
 
     /// A server with the given key source and clock (tests: a seed and a manual clock).
-    /// Creates the data directory and empties its `incoming/`.
+    /// Creates the data directory and empties its `incoming/`; when durable, restores the
+    /// queue from the journal (the latest snapshot, then every event after it) and the scan
+    /// configs from their files. A damaged journal is an error naming the file and offset.
     pub fn with_parts(
         config: ServerConfig,
         keys: KeySource,
         clock: Clock,
     ) -> std::io::Result<Server> {
         let max_agent_config_bytes = config.queue.max_agent_config_len;
-        let queue = Queue::new(config.queue, keys).map_err(std::io::Error::other)?;
         let data = DataDir::open(&config.data_dir, clock.now_ms())?;
+        let (queue, journal, configs) = match config.durability {
+            Some(durability) => {
+                let sync = durability.fsync != crate::Fsync::Never;
+                let configs = ConfigStore::open(&config.data_dir.join("configs"), sync)?;
+                let (journal, queue) =
+                    Journal::open(&config.data_dir, durability, config.queue, keys)?;
+                (queue, Some(journal), configs)
+            }
+            None => (
+                Queue::new(config.queue, keys).map_err(std::io::Error::other)?,
+                None,
+                ConfigStore::default(),
+            ),
+        };
         Ok(Server {
             app: Arc::new(App {
                 queue: SharedQueue::new(queue),
@@ -211,12 +280,13 @@ impl Server {
                 api_key: config.api_key,
                 scanners: config.scanners,
                 data,
-                configs: Mutex::new(ConfigStore::default()),
+                configs: Mutex::new(configs),
                 max_upload_bytes: config.max_upload_bytes,
                 max_config_bytes: config.max_config_bytes,
                 max_agent_config_bytes,
                 timer: Notify::new(),
                 armed_ms: AtomicU64::new(u64::MAX),
+                journal,
             }),
         })
     }
@@ -224,11 +294,15 @@ impl Server {
     /// The HTTP routes (every endpoint under every accepted prefix), ready to serve or to
     /// drive without a network (`tower::ServiceExt::oneshot`).
     pub fn router(&self) -> axum::Router {
-        crate::http::router(Arc::clone(&self.app))
+        crate::http::router(Arc::clone(&self.app)).layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&self.app),
+            durable_answers,
+        ))
     }
 
     /// Serves on `listener`, with the deadline timer, until `shutdown` completes; then stops
-    /// accepting, lets requests in flight finish, and stops the timer.
+    /// accepting, lets requests in flight finish, and stops the timer. Also stops (with an
+    /// error) if the journal cannot be written: no change is acknowledged after that.
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
@@ -238,10 +312,25 @@ impl Server {
             let app = Arc::clone(&self.app);
             async move { app.run_timer().await }
         });
+        let app = Arc::clone(&self.app);
+        let stop = async move {
+            match &app.journal {
+                Some(journal) => tokio::select! {
+                    () = shutdown => {}
+                    () = journal.failed() => {}
+                },
+                None => shutdown.await,
+            }
+        };
         let served = axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(stop)
             .await;
         timer.abort();
+        if self.app.journal.as_ref().is_some_and(Journal::has_failed) {
+            return Err(std::io::Error::other(
+                "the journal could not be written (see the log); stopped",
+            ));
+        }
         served
     }
 

@@ -6,7 +6,12 @@
 //!   only files nobody refers to);
 //! - `results/task-{id}-{nonce}-{name}`: the result file of each completed task, moved there
 //!   (same file system, so a rename) *before* the completion is applied, and removed again if
-//!   the completion is refused or was a retry of one already applied.
+//!   the completion is refused or was a retry of one already applied;
+//! - `configs/config-{id:020}.cfg`: each current scan configuration document (when the server
+//!   is durable): one JSON line (application, scanner, the ThreadFix object) then the bytes,
+//!   written atomically (a `.tmp` file, synced, renamed, the directory synced) before
+//!   `setTaskConfig` answers;
+//! - `journal/`: the queue's events and snapshots (see `journal.rs`).
 
 use crate::wire::{SCAN_CONFIG_TYPE, ScanConfigObject};
 use scan_queue::{ApplicationId, ScanConfigId, TaskId};
@@ -153,14 +158,104 @@ pub(crate) struct ConfigStore {
     next_id: u64,
     by_id: HashMap<u64, Arc<ScanConfigDoc>>,
     current: HashMap<(ApplicationId, String), u64>,
+    /// Where documents are persisted (`None`: in memory only), and whether to sync them.
+    persist: Option<(PathBuf, bool)>,
+}
+
+/// Why a document was not stored.
+#[derive(Debug)]
+pub(crate) enum ConfigRefused {
+    /// [`ConfigStore::MAX_DOCUMENTS`] pairs already have one.
+    Full,
+    /// It could not be written to disk (the error is logged).
+    Io,
+}
+
+impl std::fmt::Display for ConfigRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigRefused::Full => write!(
+                f,
+                "Limit reached for scan configs: at most {} application and scanner pairs.",
+                ConfigStore::MAX_DOCUMENTS
+            ),
+            ConfigRefused::Io => write!(f, "Could not store the scan config; see the server log."),
+        }
+    }
+}
+
+/// The header line of a persisted document.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ConfigHeader {
+    application: ApplicationId,
+    scanner: String,
+    object: ScanConfigObject,
+}
+
+fn config_file(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("config-{id:020}.cfg"))
 }
 
 impl ConfigStore {
     /// How many (application, scanner) pairs may have a document.
     pub(crate) const MAX_DOCUMENTS: usize = 4096;
 
-    /// Stores a document; `None` when [`MAX_DOCUMENTS`](Self::MAX_DOCUMENTS) pairs already
-    /// have one and this pair does not.
+    /// A store persisted under `dir` (created if needed), with the documents found there.
+    /// Where a crash left two documents for one pair, the newer wins and the other is removed.
+    pub(crate) fn open(dir: &Path, sync: bool) -> std::io::Result<ConfigStore> {
+        std::fs::create_dir_all(dir)?;
+        let mut store = ConfigStore {
+            persist: Some((dir.to_owned(), sync)),
+            ..ConfigStore::default()
+        };
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "tmp") {
+                std::fs::remove_file(&path)?;
+            } else if path.extension().is_some_and(|e| e == "cfg") {
+                found.push(path);
+            }
+        }
+        found.sort();
+        for path in found {
+            let bad = |what: String| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("scan config file {} is corrupt: {what}", path.display()),
+                )
+            };
+            let bytes = std::fs::read(&path)?;
+            let split = bytes
+                .iter()
+                .position(|b| *b == b'\n')
+                .ok_or_else(|| bad("no header line".into()))?;
+            let header: ConfigHeader =
+                serde_json::from_slice(&bytes[..split]).map_err(|e| bad(e.to_string()))?;
+            let id = header.object.id;
+            if path != config_file(dir, id) {
+                return Err(bad("its id differs from its name".into()));
+            }
+            let doc = Arc::new(ScanConfigDoc {
+                object: header.object,
+                bytes: bytes[split + 1..].to_vec(),
+            });
+            store.next_id = store.next_id.max(id);
+            // Files are in id order: a later one replaces an earlier one of the same pair.
+            if let Some(old) = store
+                .current
+                .insert((header.application, header.scanner), id)
+            {
+                store.by_id.remove(&old);
+                std::fs::remove_file(config_file(dir, old))?;
+            }
+            store.by_id.insert(id, doc);
+        }
+        Ok(store)
+    }
+
+    /// Stores a document (on disk first, when persisted); refused when
+    /// [`MAX_DOCUMENTS`](Self::MAX_DOCUMENTS) pairs already have one and this pair does not.
     pub(crate) fn set(
         &mut self,
         application: ApplicationId,
@@ -169,13 +264,12 @@ impl ConfigStore {
         content_type: Option<&str>,
         bytes: Vec<u8>,
         now_ms: u64,
-    ) -> Option<Arc<ScanConfigDoc>> {
+    ) -> Result<Arc<ScanConfigDoc>, ConfigRefused> {
         let key = (application, scanner.to_owned());
         if !self.current.contains_key(&key) && self.current.len() >= Self::MAX_DOCUMENTS {
-            return None;
+            return Err(ConfigRefused::Full);
         }
-        self.next_id += 1;
-        let id = self.next_id;
+        let id = self.next_id + 1;
         let doc = Arc::new(ScanConfigDoc {
             object: ScanConfigObject {
                 id,
@@ -190,11 +284,31 @@ impl ConfigStore {
             },
             bytes,
         });
+        if let Some((dir, sync)) = &self.persist {
+            let header = ConfigHeader {
+                application,
+                scanner: scanner.to_owned(),
+                object: doc.object.clone(),
+            };
+            let mut file = serde_json::to_vec(&header).map_err(|_| ConfigRefused::Io)?;
+            file.push(b'\n');
+            file.extend_from_slice(&doc.bytes);
+            crate::journal::write_atomically(&config_file(dir, id), &file, *sync).map_err(|e| {
+                tracing::error!(error = %e, "could not persist a scan config");
+                ConfigRefused::Io
+            })?;
+        }
+        self.next_id = id;
         if let Some(old) = self.current.insert(key, id) {
             self.by_id.remove(&old);
+            if let Some((dir, _)) = &self.persist
+                && let Err(e) = std::fs::remove_file(config_file(dir, old))
+            {
+                tracing::warn!(error = %e, "could not remove a replaced scan config");
+            }
         }
         self.by_id.insert(id, Arc::clone(&doc));
-        Some(doc)
+        Ok(doc)
     }
 
     /// A document by id.
