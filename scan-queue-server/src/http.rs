@@ -25,15 +25,53 @@ pub(crate) fn router(app: Arc<App>) -> axum::Router {
         .unwrap_or(usize::MAX)
         .max(app.max_config_bytes)
         .saturating_add(MULTIPART_SLACK_BYTES);
-    axum::Router::new()
+    let router = axum::Router::new()
         .route("/rest/tasks/{op}", any(dispatch))
         .route("/rest/{version}/tasks/{op}", any(dispatch))
         .route("/threadfix/rest/tasks/{op}", any(dispatch))
-        .route("/threadfix/rest/{version}/tasks/{op}", any(dispatch))
+        .route("/threadfix/rest/{version}/tasks/{op}", any(dispatch));
+    crate::ui::routes(router)
         .fallback(unknown_endpoint)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::map_response_with_state(
+            Arc::clone(&app),
+            count_request,
+        ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .with_state(app)
+}
+
+/// What a response was, for `scan_queue_http_requests_total{endpoint, outcome}`: set by
+/// every handler as a response extension.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Outcome {
+    pub(crate) endpoint: &'static str,
+    pub(crate) outcome: &'static str,
+}
+
+/// Counts every response by its [`Outcome`] (axum's own answers, e.g. a wrong method on a
+/// page route, count as `other`).
+async fn count_request(State(app): State<Arc<App>>, response: Response) -> Response {
+    let (endpoint, outcome) = match response.extensions().get::<Outcome>() {
+        Some(o) => (o.endpoint, o.outcome),
+        None => (
+            "other",
+            if response.status().is_success() {
+                "ok"
+            } else {
+                "refused"
+            },
+        ),
+    };
+    app.metrics.record_request(endpoint, outcome);
+    response
+}
+
+fn tagged(mut response: Response, endpoint: &'static str, outcome: &'static str) -> Response {
+    response
+        .extensions_mut()
+        .insert(Outcome { endpoint, outcome });
+    response
 }
 
 fn reply(result: Result<Reply, Failure>) -> Response {
@@ -49,10 +87,11 @@ fn reply(result: Result<Reply, Failure>) -> Response {
 
 async fn unknown_endpoint(request: Request) -> Response {
     let path: String = request.uri().path().chars().take(100).collect();
-    reply(Err(Failure::with_status(
+    let response = reply(Err(Failure::with_status(
         StatusCode::NOT_FOUND,
         format!("Unknown endpoint: {path}. Endpoints are /rest/{{version}}/tasks/{{name}}."),
-    )))
+    )));
+    tagged(response, "unknown", "not_found")
 }
 
 fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
@@ -69,11 +108,21 @@ async fn dispatch(State(app): State<Arc<App>>, request: Request) -> Response {
         return unknown_endpoint(request).await;
     };
     let result = handle(&app, op, request).await;
-    if let Err(failure) = &result {
-        // The message never holds a secret; the request (whose query may) is not logged.
-        tracing::info!(op = op.name(), reason = %failure.message, "refused");
-    }
-    reply(result)
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(failure) => {
+            // The message never holds a secret; the request (whose query may) is not logged.
+            tracing::info!(op = op.name(), reason = %failure.message, "refused");
+            if failure.message == wire::AUTH_FAILED {
+                app.metrics.record_api_key_rejection();
+                "unauthenticated"
+            } else {
+                "refused"
+            }
+        }
+    };
+    app.sample_depth_if_due();
+    tagged(reply(result), op.name(), outcome)
 }
 
 async fn handle(app: &App, op: Op, request: Request) -> Result<Reply, Failure> {

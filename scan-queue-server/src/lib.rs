@@ -32,11 +32,13 @@ mod auth;
 mod clock;
 mod http;
 mod journal;
+mod metrics;
 mod ops;
 mod params;
 mod scanners;
 mod server;
 mod store;
+mod ui;
 pub mod wire;
 
 pub use auth::ApiKey;

@@ -1,0 +1,596 @@
+//! The Scan Agent Tasks page (`/tasks`, and `/threadfix/tasks`): tasks newest first with
+//! filters and paging, a task's status history, live counts and a queue-depth chart, and the
+//! administrator's actions (queue a scan, cancel a task, revoke an agent).
+//!
+//! Access: a login form takes the API key (in a POST body, never a URL) and sets a session
+//! cookie (`Secure; HttpOnly; SameSite=Strict`); every POST must carry the session's CSRF
+//! token. Every page has a strict Content-Security-Policy; everything an agent sent is
+//! rendered escaped by the templates (`view.rs`).
+
+pub(crate) mod listing;
+pub(crate) mod session;
+mod view;
+
+use crate::http::Outcome;
+use crate::params::{Params, ParseLimits};
+use crate::server::App;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, COOKIE, LOCATION, REFERRER_POLICY,
+    SET_COOKIE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use listing::{Detail, Filter};
+use maud::{Markup, html};
+use scan_queue::{AgentId, ApplicationId, NewScan, TaskId, TaskStatus};
+use session::Session;
+use std::sync::Arc;
+use view::Ctx;
+
+/// The page's policy: only its own static script, style and JSON; no inline script or
+/// style, no plugins, no framing, forms only to itself.
+pub(crate) const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// The largest form body the page accepts.
+const FORM_BYTES: usize = 16 * 1024;
+
+const APP_JS: &str = include_str!("assets/app.js");
+const APP_CSS: &str = include_str!("assets/app.css");
+
+/// Adds the page's routes, under `/tasks` and `/threadfix/tasks`, and `/metrics` under
+/// both prefixes.
+pub(crate) fn routes(mut router: axum::Router<Arc<App>>) -> axum::Router<Arc<App>> {
+    for prefix in ["", "/threadfix"] {
+        router = router
+            .route(&format!("{prefix}/tasks"), get(list))
+            .route(
+                &format!("{prefix}/tasks/login"),
+                get(login_form).post(login),
+            )
+            .route(&format!("{prefix}/tasks/logout"), post(logout))
+            .route(&format!("{prefix}/tasks/summary"), get(summary))
+            .route(&format!("{prefix}/tasks/static/{{file}}"), get(asset))
+            .route(&format!("{prefix}/tasks/queue"), post(queue_scan))
+            .route(&format!("{prefix}/tasks/task/{{id}}"), get(detail))
+            .route(
+                &format!("{prefix}/tasks/task/{{id}}/cancel"),
+                get(confirm_cancel).post(cancel),
+            )
+            .route(
+                &format!("{prefix}/tasks/agent/{{agent}}/revoke"),
+                get(confirm_revoke).post(revoke),
+            )
+            .route(&format!("{prefix}/metrics"), get(crate::metrics::scrape));
+    }
+    router
+}
+
+/// `""` or `"/threadfix"`: where the page was reached, so its links stay there.
+fn prefix(uri: &Uri) -> &'static str {
+    if uri.path().starts_with("/threadfix/") {
+        "/threadfix"
+    } else {
+        ""
+    }
+}
+
+/// Headers every page response carries.
+fn harden(response: &mut Response) {
+    let h = response.headers_mut();
+    h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+fn tagged(mut response: Response, endpoint: &'static str, outcome: &'static str) -> Response {
+    harden(&mut response);
+    response
+        .extensions_mut()
+        .insert(Outcome { endpoint, outcome });
+    response
+}
+
+fn page(
+    status: StatusCode,
+    markup: Markup,
+    endpoint: &'static str,
+    outcome: &'static str,
+) -> Response {
+    let response = (
+        status,
+        [(CONTENT_TYPE, "text/html; charset=utf-8")],
+        markup.into_string(),
+    )
+        .into_response();
+    tagged(response, endpoint, outcome)
+}
+
+fn redirect(to: &str, endpoint: &'static str) -> Response {
+    let response = (StatusCode::SEE_OTHER, [(LOCATION, to.to_owned())]).into_response();
+    tagged(response, endpoint, "ok")
+}
+
+impl App {
+    /// The request's session, if its cookie names a live one.
+    pub(crate) fn session(&self, headers: &HeaderMap) -> Option<Session> {
+        let cookie = headers.get(COOKIE).and_then(|v| v.to_str().ok());
+        self.sessions.find(cookie, self.clock.now_ms())
+    }
+}
+
+/// No session: a page sends the browser to the login form; anything else is refused.
+fn unauthenticated(app: &App, prefix: &str, endpoint: &'static str, to_login: bool) -> Response {
+    app.metrics.record_api_key_rejection();
+    if to_login {
+        let response = (
+            StatusCode::SEE_OTHER,
+            [(LOCATION, format!("{prefix}/tasks/login"))],
+        )
+            .into_response();
+        return tagged(response, endpoint, "unauthenticated");
+    }
+    let ctx = Ctx { prefix, csrf: None };
+    page(
+        StatusCode::UNAUTHORIZED,
+        view::message(ctx, "Not logged in", "Log in with the API key first."),
+        endpoint,
+        "unauthenticated",
+    )
+}
+
+/// A POST's form, after the session and its CSRF token are checked.
+async fn checked_form(
+    app: &App,
+    request: Request,
+    endpoint: &'static str,
+) -> Result<(Session, Params, &'static str), Response> {
+    let prefix = prefix(request.uri());
+    let Some(session) = app.session(request.headers()) else {
+        return Err(unauthenticated(app, prefix, endpoint, false));
+    };
+    let params = read_form(request).await.map_err(|_| {
+        let ctx = Ctx {
+            prefix,
+            csrf: Some(&session.csrf),
+        };
+        page(
+            StatusCode::BAD_REQUEST,
+            view::message(ctx, "Bad form", "The form could not be read."),
+            endpoint,
+            "refused",
+        )
+    })?;
+    if !params.get("csrf").is_some_and(|t| session.csrf_matches(t)) {
+        let ctx = Ctx {
+            prefix,
+            csrf: Some(&session.csrf),
+        };
+        return Err(page(
+            StatusCode::FORBIDDEN,
+            view::message(
+                ctx,
+                "Refused",
+                "This form did not come from this page (CSRF token missing or wrong). Reload the page and try again.",
+            ),
+            endpoint,
+            "csrf_refused",
+        ));
+    }
+    Ok((session, params, prefix))
+}
+
+async fn read_form(request: Request) -> Result<Params, ()> {
+    let bytes = axum::body::to_bytes(request.into_body(), FORM_BYTES)
+        .await
+        .map_err(|_| ())?;
+    let mut params = Params::default();
+    let limits = ParseLimits {
+        field_bytes: FORM_BYTES,
+        form_bytes: FORM_BYTES,
+    };
+    params.add_form(&bytes, limits).map_err(|_| ())?;
+    Ok(params)
+}
+
+async fn login_form(uri: Uri) -> Response {
+    let ctx = Ctx {
+        prefix: prefix(&uri),
+        csrf: None,
+    };
+    page(StatusCode::OK, view::login(ctx, false), "login", "ok")
+}
+
+async fn login(State(app): State<Arc<App>>, request: Request) -> Response {
+    let prefix = prefix(request.uri());
+    let params = read_form(request).await.unwrap_or_default();
+    let key_ok = params
+        .get("api_key")
+        .is_some_and(|k| app.api_key.matches(k.trim()));
+    if !key_ok {
+        app.metrics.record_api_key_rejection();
+        tracing::info!("page login refused");
+        let ctx = Ctx { prefix, csrf: None };
+        return page(
+            StatusCode::UNAUTHORIZED,
+            view::login(ctx, true),
+            "login",
+            "unauthenticated",
+        );
+    }
+    let session = app.sessions.create(app.clock.now_ms());
+    tracing::info!("page login");
+    let mut response = redirect(&format!("{prefix}/tasks"), "login");
+    if let Ok(cookie) = HeaderValue::from_str(&session.cookie()) {
+        response.headers_mut().insert(SET_COOKIE, cookie);
+    }
+    response
+}
+
+async fn logout(State(app): State<Arc<App>>, request: Request) -> Response {
+    let (session, _, prefix) = match checked_form(&app, request, "logout").await {
+        Ok(ok) => ok,
+        Err(refused) => return refused,
+    };
+    app.sessions.remove(&session);
+    let mut response = redirect(&format!("{prefix}/tasks/login"), "logout");
+    if let Ok(cookie) = HeaderValue::from_str(&session::expired_cookie()) {
+        response.headers_mut().insert(SET_COOKIE, cookie);
+    }
+    response
+}
+
+async fn asset(Path(file): Path<String>) -> Response {
+    let (body, content_type) = match file.as_str() {
+        "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
+        "app.css" => (APP_CSS, "text/css; charset=utf-8"),
+        _ => {
+            let r = (StatusCode::NOT_FOUND, "not found").into_response();
+            return tagged(r, "static", "not_found");
+        }
+    };
+    let mut response = ([(CONTENT_TYPE, content_type)], body).into_response();
+    harden(&mut response);
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response.extensions_mut().insert(Outcome {
+        endpoint: "static",
+        outcome: "ok",
+    });
+    response
+}
+
+/// Query parameters, leniently (an unknown status or scanner means "all").
+fn query(uri: &Uri) -> Vec<(String, String)> {
+    form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .take(16)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn query_get<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// The confirmation text for a finished action: fixed strings and numbers only, never text
+/// from the request.
+fn flash(q: &[(String, String)]) -> Option<String> {
+    let n = query_get(q, "n").and_then(|n| n.parse::<u64>().ok());
+    let id = query_get(q, "id").and_then(|n| n.parse::<u64>().ok());
+    match (query_get(q, "done")?, n, id) {
+        ("cancelled", _, Some(id)) => Some(format!("Task {id} cancelled.")),
+        ("queued", _, Some(id)) => Some(format!("Task {id} queued.")),
+        ("revoked", Some(n), _) => Some(format!(
+            "Scan agent revoked; {n} task(s) it held returned to the queue."
+        )),
+        _ => None,
+    }
+}
+
+async fn list(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap) -> Response {
+    let prefix = prefix(&uri);
+    let Some(session) = app.session(&headers) else {
+        return unauthenticated(&app, prefix, "tasks_page", true);
+    };
+    let q = query(&uri);
+    let filter = Filter {
+        status: query_get(&q, "status")
+            .and_then(|s| TaskStatus::ALL.into_iter().find(|t| t.name() == s)),
+        scanner: query_get(&q, "scanner")
+            .and_then(|s| app.scanners.resolve(s))
+            .map(|s| s.name.clone()),
+        before: query_get(&q, "before")
+            .and_then(|b| b.parse().ok())
+            .map(TaskId),
+    };
+    let (listing, stats, (agents, agent_total)) = {
+        let queue = app.queue.lock();
+        (
+            listing::newest_first(&queue, &filter),
+            queue.stats(),
+            listing::agents(&queue),
+        )
+    };
+    let ctx = Ctx {
+        prefix,
+        csrf: Some(&session.csrf),
+    };
+    let markup = view::list(
+        ctx,
+        &view::ListPage {
+            filter: &filter,
+            listing: &listing,
+            stats: &stats,
+            agents: &agents,
+            agent_total,
+            scanners: &app.scanners,
+            flash: flash(&q),
+        },
+    );
+    page(StatusCode::OK, markup, "tasks_page", "ok")
+}
+
+fn parse_task_id(raw: &str) -> Option<TaskId> {
+    raw.parse::<u64>().ok().filter(|&id| id > 0).map(TaskId)
+}
+
+fn not_found(ctx: Ctx<'_>, endpoint: &'static str, what: &str) -> Response {
+    page(
+        StatusCode::NOT_FOUND,
+        view::message(ctx, "Not found", what),
+        endpoint,
+        "not_found",
+    )
+}
+
+async fn detail(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let prefix = prefix(&uri);
+    let Some(session) = app.session(&headers) else {
+        return unauthenticated(&app, prefix, "task_page", true);
+    };
+    let ctx = Ctx {
+        prefix,
+        csrf: Some(&session.csrf),
+    };
+    let found = parse_task_id(&id).and_then(|id| app.queue.lock().task(id).map(Detail::new));
+    match found {
+        Some(d) => page(
+            StatusCode::OK,
+            view::detail(ctx, &d, flash(&query(&uri))),
+            "task_page",
+            "ok",
+        ),
+        None => not_found(
+            ctx,
+            "task_page",
+            "No such task (it may have been evicted after finishing).",
+        ),
+    }
+}
+
+async fn confirm_cancel(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let prefix = prefix(&uri);
+    let Some(session) = app.session(&headers) else {
+        return unauthenticated(&app, prefix, "cancel", true);
+    };
+    let ctx = Ctx {
+        prefix,
+        csrf: Some(&session.csrf),
+    };
+    let Some(d) = parse_task_id(&id).and_then(|id| app.queue.lock().task(id).map(Detail::new))
+    else {
+        return not_found(ctx, "cancel", "No such task.");
+    };
+    let r = &d.row;
+    let details = html! {
+        p { (r.scanner) " on " (r.target_url.as_deref().unwrap_or("(no target URL)")) ", " (r.status.name()) "." }
+    };
+    let back = format!("{prefix}/tasks/task/{}", r.id.0);
+    let markup = view::confirm(
+        ctx,
+        &format!("Cancel task {}?", r.id.0),
+        details,
+        &format!("{prefix}/tasks/task/{}/cancel", r.id.0),
+        &format!("Yes, cancel task {}", r.id.0),
+        &back,
+    );
+    page(StatusCode::OK, markup, "cancel", "ok")
+}
+
+async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>, request: Request) -> Response {
+    let (session, _, prefix) = match checked_form(&app, request, "cancel").await {
+        Ok(ok) => ok,
+        Err(refused) => return refused,
+    };
+    let ctx = Ctx {
+        prefix,
+        csrf: Some(&session.csrf),
+    };
+    let Some(id) = parse_task_id(&id) else {
+        return not_found(ctx, "cancel", "No such task.");
+    };
+    match app.transact(|q, now| q.cancel_task(now, id).map(|_| ())) {
+        Ok(()) => {
+            tracing::info!(task = id.0, "task cancelled from the page");
+            redirect(
+                &format!("{prefix}/tasks/task/{}?done=cancelled&id={}", id.0, id.0),
+                "cancel",
+            )
+        }
+        Err(e) => page(
+            StatusCode::CONFLICT,
+            view::message(
+                ctx,
+                "Not cancelled",
+                &crate::params::Failure::core(&e).message,
+            ),
+            "cancel",
+            "refused",
+        ),
+    }
+}
+
+fn parse_agent(raw: &str) -> Option<AgentId> {
+    raw.parse::<uuid::Uuid>().ok().map(AgentId)
+}
+
+async fn confirm_revoke(
+    State(app): State<Arc<App>>,
+    Path(agent): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let prefix = prefix(&uri);
+    let Some(session) = app.session(&headers) else {
+        return unauthenticated(&app, prefix, "revoke", true);
+    };
+    let ctx = Ctx {
+        prefix,
+        csrf: Some(&session.csrf),
+    };
+    let held = parse_agent(&agent).and_then(|a| {
+        let q = app.queue.lock();
+        q.agent_tasks(a)
+            .map(|t| (a, t.take(100).collect::<Vec<_>>()))
+    });
+    let Some((agent, tasks)) = held else {
+        return not_found(
+            ctx,
+            "revoke",
+            "No such scan agent (it may have been revoked already).",
+        );
+    };
+    let details = html! {
+        p { "Its key stops working at once. Tasks it holds go back to the queue: "
+            @if tasks.is_empty() { "none." }
+            @for t in &tasks { (t.0) " " }
+        }
+    };
+    let markup = view::confirm(
+        ctx,
+        &format!("Revoke scan agent {agent}?"),
+        details,
+        &format!("{prefix}/tasks/agent/{agent}/revoke"),
+        "Yes, revoke this agent",
+        &format!("{prefix}/tasks"),
+    );
+    page(StatusCode::OK, markup, "revoke", "ok")
+}
+
+async fn revoke(
+    State(app): State<Arc<App>>,
+    Path(agent): Path<String>,
+    request: Request,
+) -> Response {
+    let (session, _, prefix) = match checked_form(&app, request, "revoke").await {
+        Ok(ok) => ok,
+        Err(refused) => return refused,
+    };
+    let ctx = Ctx {
+        prefix,
+        csrf: Some(&session.csrf),
+    };
+    let Some(agent) = parse_agent(&agent) else {
+        return not_found(ctx, "revoke", "No such scan agent.");
+    };
+    match app.transact(|q, now| q.revoke_agent(now, agent)) {
+        Ok(requeued) => {
+            tracing::info!(agent = %agent, requeued = requeued.len(), "scan agent revoked from the page");
+            redirect(
+                &format!("{prefix}/tasks?done=revoked&n={}", requeued.len()),
+                "revoke",
+            )
+        }
+        Err(e) => page(
+            StatusCode::CONFLICT,
+            view::message(
+                ctx,
+                "Not revoked",
+                &crate::params::Failure::core(&e).message,
+            ),
+            "revoke",
+            "refused",
+        ),
+    }
+}
+
+async fn queue_scan(State(app): State<Arc<App>>, request: Request) -> Response {
+    let (session, params, prefix) = match checked_form(&app, request, "queue_scan").await {
+        Ok(ok) => ok,
+        Err(refused) => return refused,
+    };
+    let ctx = Ctx {
+        prefix,
+        csrf: Some(&session.csrf),
+    };
+    let refused = |message: String| {
+        page(
+            StatusCode::BAD_REQUEST,
+            view::message(ctx, "Not queued", &message),
+            "queue_scan",
+            "refused",
+        )
+    };
+    let application = match params.positive_int("applicationId") {
+        Ok(a) => ApplicationId(a),
+        Err(f) => return refused(f.message),
+    };
+    let scanner_type = params.optional("scannerType").unwrap_or("");
+    let Some(scanner) = app.scanners.resolve(scanner_type) else {
+        return refused(crate::wire::bad_scanner(false, scanner_type));
+    };
+    let target_url = params.optional("targetURL");
+    let queued = app.transact(|q, now| {
+        let mut scan = NewScan::new(application, &scanner.name);
+        scan.target_url = target_url;
+        q.queue_scan(now, scan).map(|t| t.id())
+    });
+    match queued {
+        Ok(id) => redirect(
+            &format!("{prefix}/tasks?done=queued&id={}", id.0),
+            "queue_scan",
+        ),
+        Err(e) => refused(crate::params::Failure::core(&e).message),
+    }
+}
+
+/// What `app.js` polls: counts per status, live agents, and the depth chart's points.
+async fn summary(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap) -> Response {
+    if app.session(&headers).is_none() {
+        return unauthenticated(&app, prefix(&uri), "summary", false);
+    }
+    let now_ms = app.clock.now_ms();
+    let stats = app.queue.lock().stats();
+    app.metrics.sample(now_ms, &stats);
+    let counts: serde_json::Map<String, serde_json::Value> = TaskStatus::ALL
+        .into_iter()
+        .map(|s| (s.name().to_owned(), stats.count(s).into()))
+        .collect();
+    let body = serde_json::json!({
+        "counts": counts,
+        "agents": stats.agents,
+        "now": now_ms,
+        "depth": app.metrics.depth_history(now_ms),
+    });
+    let response = (
+        [(CONTENT_TYPE, "application/json")],
+        Body::from(body.to_string()),
+    )
+        .into_response();
+    tagged(response, "summary", "ok")
+}

@@ -1,0 +1,404 @@
+//! The Scan Agent Tasks page and `/metrics` over plain HTTP: access (API key, session
+//! cookie), CSRF refusal, escaping of what agents send, and `/metrics` parsed by an
+//! independent Prometheus text-format parser against the queue's statistics.
+
+mod common;
+
+use common::{API_KEY, TestServer};
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_SECURITY_POLICY, COOKIE, LOCATION, SET_COOKIE};
+use scan_queue::{TaskId, TaskStatus};
+
+/// A client that shows redirects instead of following them.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Logs in; returns the `Cookie` header value and the page's CSRF token.
+async fn login(s: &TestServer, prefix: &str) -> (String, String) {
+    let r = client()
+        .post(format!("{}{prefix}/tasks/login", s.origin))
+        .form(&[("api_key", API_KEY)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], format!("{prefix}/tasks"));
+    let set = r.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    for flag in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.split("; ").any(|f| f == flag), "{flag} in {set}");
+    }
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let page = get_page(s, &format!("{prefix}/tasks"), &cookie).await;
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    (cookie, csrf)
+}
+
+async fn get_page(s: &TestServer, path: &str, cookie: &str) -> String {
+    let r = client()
+        .get(format!("{}{path}", s.origin))
+        .header(COOKIE, cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{path}");
+    let csp = r.headers()[CONTENT_SECURITY_POLICY].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"));
+    r.text().await.unwrap()
+}
+
+async fn post(
+    s: &TestServer,
+    path: &str,
+    cookie: Option<&str>,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut req = client().post(format!("{}{path}", s.origin)).form(form);
+    if let Some(c) = cookie {
+        req = req.header(COOKIE, c);
+    }
+    req.send().await.unwrap()
+}
+
+async fn metrics(s: &TestServer, auth: Option<&str>) -> reqwest::Response {
+    let mut req = client().get(format!("{}/metrics", s.origin));
+    if let Some(a) = auth {
+        req = req.header("Authorization", a);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_page_and_metrics_refuse_requests_without_the_key_or_a_session() {
+    let s = TestServer::start().await;
+    let id = s.queue_scan("zap").await;
+    for path in [
+        "/tasks",
+        "/threadfix/tasks",
+        &format!("/tasks/task/{id}"),
+        &format!("/tasks/task/{id}/cancel"),
+    ] {
+        let r = client()
+            .get(format!("{}{path}", s.origin))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{path}");
+        assert!(
+            r.headers()[LOCATION]
+                .to_str()
+                .unwrap()
+                .ends_with("/tasks/login")
+        );
+        assert!(!r.text().await.unwrap().contains("http://targeturl"));
+    }
+    let r = client()
+        .get(format!("{}/tasks", s.origin))
+        .header(COOKIE, "scan_queue_session=forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = client()
+        .get(format!("{}/tasks/summary", s.origin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // Actions without a session change nothing, token or not.
+    let r = post(
+        &s,
+        &format!("/tasks/task/{id}/cancel"),
+        None,
+        &[("csrf", "x")],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = post(
+        &s,
+        "/tasks/queue",
+        None,
+        &[("applicationId", "1"), ("scannerType", "zap")],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(s.server.queue().lock().stats().counters.queued, 1);
+    assert_eq!(
+        s.server.queue().lock().task(TaskId(id)).unwrap().status(),
+        TaskStatus::Queued
+    );
+    // A wrong key at the login form: no cookie.
+    let r = post(&s, "/tasks/login", None, &[("api_key", "wrong")]).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers().get(SET_COOKIE).is_none());
+    // /metrics: no key, a wrong key, the key in a query string: refused.
+    for auth in [
+        None,
+        Some("APIKEY wrong"),
+        Some("Bearer wrong"),
+        Some("Basic x"),
+    ] {
+        let r = metrics(&s, auth).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{auth:?}");
+        assert!(!r.text().await.unwrap().contains("scan_queue_"));
+    }
+    let r = client()
+        .get(format!("{}/metrics?apiKey={API_KEY}", s.origin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // The key (either scheme) or a session opens it.
+    for auth in [format!("APIKEY {API_KEY}"), format!("Bearer {API_KEY}")] {
+        assert_eq!(metrics(&s, Some(&auth)).await.status(), StatusCode::OK);
+    }
+    let (cookie, _) = login(&s, "").await;
+    let r = client()
+        .get(format!("{}/threadfix/metrics", s.origin))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn every_action_needs_the_sessions_csrf_token() {
+    let s = TestServer::start().await;
+    let id = s.queue_scan("zap").await;
+    let agent = s.agent_key().await;
+    let (_, _) = s.request_task(&agent, "zap").await.unwrap();
+    let uuid = s.server.queue().lock().agents().next().unwrap().to_string();
+    let (cookie, csrf) = login(&s, "/threadfix").await;
+    let (other_cookie, other_csrf) = login(&s, "").await;
+    assert_ne!(csrf, other_csrf);
+    let cancel = format!("/tasks/task/{id}/cancel");
+    let revoke = format!("/threadfix/tasks/agent/{uuid}/revoke");
+    for (path, form) in [
+        (cancel.as_str(), vec![]),
+        (cancel.as_str(), vec![("csrf", "")]),
+        (cancel.as_str(), vec![("csrf", "forged")]),
+        (cancel.as_str(), vec![("csrf", other_csrf.as_str())]),
+        (revoke.as_str(), vec![("csrf", other_csrf.as_str())]),
+        (
+            "/tasks/queue",
+            vec![("applicationId", "1"), ("scannerType", "zap")],
+        ),
+        ("/tasks/logout", vec![]),
+    ] {
+        let r = post(&s, path, Some(&cookie), &form).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path} {form:?}");
+        assert!(r.text().await.unwrap().contains("CSRF"));
+    }
+    {
+        let q = s.server.queue().lock();
+        assert_eq!(q.task(TaskId(id)).unwrap().status(), TaskStatus::Assigned);
+        assert_eq!(q.stats().agents, 1);
+        assert_eq!(q.stats().counters.queued, 1);
+    }
+    // The right token for the session: done, and redirected to a page that shows it.
+    let r = post(&s, &revoke, Some(&cookie), &[("csrf", &csrf)]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/threadfix/tasks?done=revoked&n=1");
+    assert_eq!(
+        s.server.queue().lock().task(TaskId(id)).unwrap().status(),
+        TaskStatus::Queued
+    );
+    let r = post(&s, &cancel, Some(&other_cookie), &[("csrf", &other_csrf)]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let page = get_page(&s, r.headers()[LOCATION].to_str().unwrap(), &other_cookie).await;
+    assert!(page.contains(&format!("Task {id} cancelled.")));
+    assert!(page.contains("COMPLETE_DELETED"));
+    // Cancelling again repeats the same answer (the core's retry rule).
+    let r = post(&s, &cancel, Some(&other_cookie), &[("csrf", &other_csrf)]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    // Logout ends the session.
+    let r = post(
+        &s,
+        "/tasks/logout",
+        Some(&other_cookie),
+        &[("csrf", &other_csrf)],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(
+        r.headers()[SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let r = client()
+        .get(format!("{}/tasks", s.origin))
+        .header(COOKIE, &other_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    s.stop().await;
+}
+
+const SCRIPT: &str = "<script>window.__xss=1;alert('xss')</script>";
+const IMG: &str = "\"><img src=x onerror=\"window.__xss=2;alert(2)\">";
+
+#[tokio::test]
+async fn what_agents_send_is_rendered_as_text() {
+    let s = TestServer::start().await;
+    let id = s.queue_scan("zap").await;
+    let agent = s.agent_key().await;
+    let r = s
+        .form(
+            "requestTask",
+            &[
+                ("scanners", "zap"),
+                ("scanAgentSecureKey", &agent),
+                ("agentConfig", &format!("{SCRIPT}{IMG}")),
+            ],
+        )
+        .await;
+    let task_key = r["object"]["secureTaskKey"].as_str().unwrap().to_owned();
+    s.update(id, &format!("progress {IMG}"), &agent, &task_key)
+        .await;
+    s.fail(id, SCRIPT, &agent, &task_key).await;
+    let (cookie, _) = login(&s, "").await;
+    let page = get_page(&s, &format!("/tasks/task/{id}"), &cookie).await;
+    assert!(!page.contains("<img"), "{page}");
+    assert!(!page.contains("<script>window"), "{page}");
+    assert!(!page.contains("onerror=\""), "{page}");
+    assert!(page.contains("&lt;script&gt;window.__xss=1;alert('xss')&lt;/script&gt;"));
+    assert!(
+        page.contains("&quot;&gt;&lt;img src=x onerror=&quot;window.__xss=2;alert(2)&quot;&gt;")
+    );
+    assert!(page.contains("had failed client-side for the following reason: &lt;script&gt;"));
+    // Keys never appear on a page.
+    assert!(!page.contains(&agent) && !page.contains(&task_key));
+    let list = get_page(&s, "/tasks", &cookie).await;
+    assert!(!list.contains(&agent) && !list.contains(&task_key));
+    // The only script is the static file.
+    assert_eq!(list.matches("<script").count(), 1);
+    assert!(list.contains("<script src=\"/tasks/static/app.js\" defer></script>"));
+    s.stop().await;
+}
+
+fn value(scrape: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &str)>) -> f64 {
+    let sample = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+        .unwrap_or_else(|| panic!("{name} {label:?} missing"));
+    match sample.value {
+        prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) => v,
+        ref other => panic!("{name}: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn metrics_parse_as_prometheus_text_and_match_the_queue() {
+    let s = TestServer::start_with(|c| c.queue.lease_ms = 1_000).await;
+    let agent = s.agent_key().await;
+    for _ in 0..5 {
+        s.queue_scan("zap").await;
+    }
+    let (a, ka) = s.request_task(&agent, "zap").await.unwrap();
+    s.complete(a, &agent, &ka).await;
+    let (b, kb) = s.request_task(&agent, "zap").await.unwrap();
+    s.fail(b, "boom", &agent, &kb).await;
+    let (c, _) = s.request_task(&agent, "zap").await.unwrap();
+    let r = s.update(c, "spider", &agent, "wrong-task-key").await;
+    assert_eq!(r["success"], false);
+    s.clock.advance_ms(5_000); // the lease runs out: requeued
+    let r = s
+        .form(
+            "requestTask",
+            &[("scanners", "zap"), ("scanAgentSecureKey", "not-a-key")],
+        )
+        .await;
+    assert_eq!(r["success"], false);
+    let _ = s.fail(b, "again", &agent, "wrong-task-key").await;
+    let refused = client()
+        .post(s.url("failTask"))
+        .header("Authorization", "APIKEY nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::OK);
+    let r = metrics(&s, Some(&format!("APIKEY {API_KEY}"))).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = r.text().await.unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    let stats = s.server.queue().lock().stats();
+    for status in TaskStatus::ALL {
+        assert_eq!(
+            value(&scrape, "scan_queue_tasks", Some(("status", status.name()))),
+            stats.count(status) as f64,
+            "{status}"
+        );
+    }
+    assert_eq!(stats.count(TaskStatus::Queued), 3);
+    assert_eq!(value(&scrape, "scan_queue_agents", None), 1.0);
+    let c = &stats.counters;
+    for (name, expected) in [
+        ("scan_queue_scans_queued_total", c.queued),
+        ("scan_queue_assignments_total", c.assignments),
+        ("scan_queue_completions_total", c.completions),
+        ("scan_queue_failures_total", c.failures),
+        ("scan_queue_timeouts_total", c.timeouts),
+        ("scan_queue_requeues_total", c.requeues),
+        ("scan_queue_lease_expiries_total", c.lease_expiries),
+        (
+            "scan_queue_rejected_key_checks_total",
+            stats.rejected_key_checks,
+        ),
+    ] {
+        assert_eq!(value(&scrape, name, None), expected as f64, "{name}");
+    }
+    assert_eq!(
+        (c.assignments, c.completions, c.failures, c.requeues),
+        (3, 1, 1, 1)
+    );
+    assert!(stats.rejected_key_checks >= 1);
+    assert_eq!(
+        value(&scrape, "scan_queue_api_key_rejections_total", None),
+        1.0
+    );
+    let http = |endpoint: &str, outcome: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|x| {
+                x.metric == "scan_queue_http_requests_total"
+                    && x.labels.get("endpoint") == Some(endpoint)
+                    && x.labels.get("outcome") == Some(outcome)
+            })
+            .map(|x| match x.value {
+                prometheus_parse::Value::Counter(v) => v,
+                _ => panic!(),
+            })
+    };
+    assert_eq!(http("queueScan", "ok"), Some(5.0));
+    assert_eq!(http("requestTask", "ok"), Some(3.0));
+    assert_eq!(http("failTask", "unauthenticated"), Some(1.0));
+    assert_eq!(http("failTask", "ok"), Some(1.0));
+    assert_eq!(http("failTask", "refused"), Some(1.0));
+    assert_eq!(
+        scrape.docs.get("scan_queue_tasks").map(String::as_str),
+        Some("Retained tasks per status (finished tasks until evicted).")
+    );
+    s.stop().await;
+}
