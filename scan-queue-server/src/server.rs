@@ -76,10 +76,6 @@ pub(crate) struct App {
     armed_ms: AtomicU64,
     /// Where the queue's events are persisted (`None`: in memory only).
     pub(crate) journal: Option<Journal>,
-    /// HTTP request counters and the queue-depth history (`/metrics`, the page's chart).
-    pub(crate) metrics: crate::metrics::Metrics,
-    /// The Scan Agent Tasks page's login sessions.
-    pub(crate) sessions: crate::ui::session::Sessions,
 }
 
 tokio::task_local! {
@@ -290,8 +286,6 @@ impl Server {
                 max_agent_config_bytes,
                 timer: Notify::new(),
                 armed_ms: AtomicU64::new(u64::MAX),
-                metrics: crate::metrics::Metrics::new(),
-                sessions: crate::ui::session::Sessions::default(),
                 journal,
             }),
         })
@@ -332,6 +326,8 @@ impl Server {
             .with_graceful_shutdown(stop)
             .await;
         timer.abort();
+        // Wait for it to be gone, so that dropping the server releases the data directory.
+        let _ = timer.await;
         if self.app.journal.as_ref().is_some_and(Journal::has_failed) {
             return Err(std::io::Error::other(
                 "the journal could not be written (see the log); stopped",

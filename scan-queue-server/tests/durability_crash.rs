@@ -1,0 +1,411 @@
+//! Crash test with the real binary: a mixed load from several agents over HTTP, SIGKILL in
+//! the middle, a restart on the same data directory, and a check that every acknowledged
+//! transition is there exactly once and that agents go on with the keys they hold. Repeated at
+//! several kill points.
+
+use reqwest::multipart::{Form, Part};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const API_KEY: &str = "crash-test-api-key";
+const ZAP: &str = "OWASP Zed Attack Proxy";
+const AGENTS: usize = 4;
+
+/// A running server process and its base URL.
+struct Process {
+    child: Child,
+    api: String,
+}
+
+impl Process {
+    fn start(data_dir: &Path) -> Process {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_scan-queue-server"))
+            .args(["--listen", "127.0.0.1:0", "--api-key", API_KEY])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--fsync", "always", "--snapshot-every", "40"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the server binary");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in {line:?}"));
+        Process {
+            child,
+            api: url.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A small ThreadFix client; `Err` when no answer came (the server died mid-call).
+#[derive(Clone)]
+struct Client {
+    http: reqwest::Client,
+    api: String,
+}
+
+impl Client {
+    fn new(api: &str) -> Client {
+        Client {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+            api: api.to_owned(),
+        }
+    }
+
+    async fn call(&self, op: &str, params: &[(&str, &str)]) -> Result<Value, reqwest::Error> {
+        self.http
+            .post(format!("{}/{op}", self.api))
+            .header("Authorization", format!("APIKEY {API_KEY}"))
+            .form(params)
+            .send()
+            .await?
+            .json()
+            .await
+    }
+
+    async fn complete(
+        &self,
+        id: u64,
+        agent: &str,
+        task_key: &str,
+    ) -> Result<Value, reqwest::Error> {
+        let form = Form::new()
+            .text("scanQueueTaskId", id.to_string())
+            .text("scanAgentSecureKey", agent.to_owned())
+            .text("secureTaskKey", task_key.to_owned())
+            .part(
+                "file",
+                Part::bytes(b"<OWASPZAPReport/>".to_vec()).file_name("r.xml"),
+            );
+        self.http
+            .post(format!("{}/completeTask", self.api))
+            .header("Authorization", format!("APIKEY {API_KEY}"))
+            .multipart(form)
+            .send()
+            .await?
+            .json()
+            .await
+    }
+}
+
+/// Whether task `id` is to be failed (else completed): fixed, so a retry after the restart
+/// repeats the call that may have been applied.
+fn fails(id: u64) -> bool {
+    id % 3 == 0
+}
+
+fn fail_message(agent: usize, id: u64) -> String {
+    format!("agent {agent} gives up on task {id}")
+}
+
+/// What the client saw acknowledged about one task.
+#[derive(Debug, Default)]
+struct Acked {
+    holder: Option<(usize, String)>,
+    updates: Vec<String>,
+    finished: bool,
+}
+
+#[derive(Debug, Default)]
+struct Model {
+    tasks: BTreeMap<u64, Acked>,
+    /// Agents whose call in flight at the kill was a requestTask (it may have assigned a task
+    /// whose key nobody got).
+    requesting_at_kill: usize,
+}
+
+/// One agent's loop: queue a scan, take the oldest task, two updates, then complete or fail.
+async fn agent_loop(
+    client: Client,
+    index: usize,
+    key: String,
+    model: Arc<Mutex<Model>>,
+    acks: Arc<AtomicUsize>,
+) {
+    let app = (index + 1).to_string();
+    let mut requesting = false;
+    let result: Result<(), reqwest::Error> = async {
+        loop {
+            let r = client
+                .call(
+                    "queueScan",
+                    &[("applicationId", &app), ("scannerType", "zap")],
+                )
+                .await?;
+            assert_eq!(r["success"], true, "{r}");
+            let id = r["object"]["id"].as_u64().unwrap();
+            model.lock().unwrap().tasks.entry(id).or_default();
+            acks.fetch_add(1, Ordering::SeqCst);
+
+            requesting = true;
+            let r = client
+                .call(
+                    "requestTask",
+                    &[
+                        ("scanners", ZAP),
+                        ("scanAgentSecureKey", &key),
+                        ("agentConfig", "x"),
+                    ],
+                )
+                .await?;
+            requesting = false;
+            if r["success"] == false {
+                assert_eq!(r["message"], "No task found.", "{r}");
+                continue;
+            }
+            let id = r["object"]["taskId"].as_u64().unwrap();
+            let task_key = r["object"]["secureTaskKey"].as_str().unwrap().to_owned();
+            {
+                let mut m = model.lock().unwrap();
+                let t = m.tasks.entry(id).or_default();
+                assert!(t.holder.is_none(), "task {id} given twice");
+                t.holder = Some((index, task_key.clone()));
+            }
+            acks.fetch_add(1, Ordering::SeqCst);
+
+            let ids = id.to_string();
+            for u in 0..2 {
+                let message = format!("agent {index} task {id} update {u}");
+                let r = client
+                    .call(
+                        "taskStatusUpdate",
+                        &[
+                            ("scanQueueTaskId", &ids),
+                            ("message", &message),
+                            ("scanAgentSecureKey", &key),
+                            ("secureTaskKey", &task_key),
+                        ],
+                    )
+                    .await?;
+                assert_eq!(r["success"], true, "{r}");
+                model
+                    .lock()
+                    .unwrap()
+                    .tasks
+                    .entry(id)
+                    .or_default()
+                    .updates
+                    .push(message);
+                acks.fetch_add(1, Ordering::SeqCst);
+            }
+            let r = if fails(id) {
+                let message = fail_message(index, id);
+                client
+                    .call(
+                        "failTask",
+                        &[
+                            ("scanQueueTaskId", &ids),
+                            ("message", &message),
+                            ("scanAgentSecureKey", &key),
+                            ("secureTaskKey", &task_key),
+                        ],
+                    )
+                    .await?
+            } else {
+                client.complete(id, &key, &task_key).await?
+            };
+            assert_eq!(r["success"], true, "{r}");
+            model.lock().unwrap().tasks.entry(id).or_default().finished = true;
+            acks.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    .await;
+    assert!(result.is_err());
+    if requesting {
+        model.lock().unwrap().requesting_at_kill += 1;
+    }
+}
+
+/// One round: load, SIGKILL after `kill_after` acknowledged transitions, restart, check.
+async fn round(kill_after: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Process::start(dir.path());
+    let client = Client::new(&server.api);
+    let mut keys = Vec::new();
+    for _ in 0..AGENTS {
+        let r = client.call("requestScanAgentKey", &[]).await.unwrap();
+        keys.push(r["object"].as_str().unwrap().to_owned());
+    }
+    let model = Arc::new(Mutex::new(Model::default()));
+    let acks = Arc::new(AtomicUsize::new(0));
+    let agents: Vec<_> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            tokio::spawn(agent_loop(
+                client.clone(),
+                i,
+                key.clone(),
+                Arc::clone(&model),
+                Arc::clone(&acks),
+            ))
+        })
+        .collect();
+    let started = Instant::now();
+    while acks.load(Ordering::SeqCst) < kill_after {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no progress: is the server up?"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    server.kill();
+    for agent in agents {
+        agent.await.unwrap();
+    }
+    let model = std::mem::take(&mut *model.lock().unwrap());
+    assert!(model.tasks.len() >= 2, "too little load before the kill");
+
+    // Restart on the same data directory.
+    let server = Process::start(dir.path());
+    let client = Client::new(&server.api);
+    let mut unheld = BTreeSet::new();
+    for (id, task) in &model.tasks {
+        let Some((agent, task_key)) = &task.holder else {
+            unheld.insert(*id);
+            continue;
+        };
+        let key = &keys[*agent];
+        let ids = id.to_string();
+        // Continue (or repeat) the task's last call with the keys the agent holds: a
+        // finished task answers the retry as before, a held one accepts it now.
+        if fails(*id) {
+            let message = fail_message(*agent, *id);
+            let r = client
+                .call(
+                    "failTask",
+                    &[
+                        ("scanQueueTaskId", &ids),
+                        ("message", &message),
+                        ("scanAgentSecureKey", key),
+                        ("secureTaskKey", task_key),
+                    ],
+                )
+                .await
+                .unwrap();
+            assert_eq!(r["success"], true, "task {id} after restart: {r}");
+        } else {
+            // Not `taskStatusUpdate` first: the completion in flight at the kill may have
+            // been applied, and then only its retry is accepted.
+            let r = client.complete(*id, key, task_key).await.unwrap();
+            assert_eq!(r["success"], true, "task {id} after restart: {r}");
+            let history: Vec<&str> = r["object"]["scanStatuses"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["message"].as_str().unwrap())
+                .collect();
+            let assigned = history
+                .iter()
+                .filter(|m| m.starts_with("Assigning task"))
+                .count();
+            assert_eq!(assigned, 1, "task {id}: {history:?}");
+            for (i, m) in history.iter().enumerate() {
+                assert!(
+                    !history[..i].contains(m),
+                    "task {id}: {m:?} twice: {history:?}"
+                );
+            }
+            for update in &task.updates {
+                assert!(
+                    history.contains(&update.as_str()),
+                    "task {id} lost {update:?}: {history:?}"
+                );
+            }
+        }
+    }
+    // Every agent key still works.
+    for key in &keys {
+        let r = client
+            .call(
+                "requestTask",
+                &[("scanners", "burp"), ("scanAgentSecureKey", key)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(r["message"], "No task found.", "{r}");
+    }
+    // The acknowledged queued tasks come out oldest first, none of them twice.
+    let fresh = client.call("requestScanAgentKey", &[]).await.unwrap();
+    let fresh = fresh["object"].as_str().unwrap().to_owned();
+    let mut drained = Vec::new();
+    loop {
+        let r = client
+            .call(
+                "requestTask",
+                &[("scanners", "zap"), ("scanAgentSecureKey", &fresh)],
+            )
+            .await
+            .unwrap();
+        if r["success"] == false {
+            break;
+        }
+        drained.push(r["object"]["taskId"].as_u64().unwrap());
+    }
+    assert!(drained.windows(2).all(|w| w[0] < w[1]), "{drained:?}");
+    for id in &drained {
+        let held = model.tasks.get(id).is_some_and(|t| t.holder.is_some());
+        assert!(!held, "task {id} was held and was given again");
+    }
+    let missing = unheld.iter().filter(|id| !drained.contains(id)).count();
+    assert!(
+        missing <= model.requesting_at_kill,
+        "{missing} acknowledged queued tasks missing ({} requestTask calls in flight at the kill)",
+        model.requesting_at_kill
+    );
+    eprintln!(
+        "kill after {kill_after} acks: {} tasks acknowledged, {} held, {} drained after the restart, {missing} missing, {} requestTask in flight",
+        model.tasks.len(),
+        model.tasks.len() - unheld.len(),
+        drained.len(),
+        model.requesting_at_kill
+    );
+    // Task ids go on without reuse.
+    let r = client
+        .call(
+            "queueScan",
+            &[("applicationId", "9"), ("scannerType", "burp")],
+        )
+        .await
+        .unwrap();
+    let next = r["object"]["id"].as_u64().unwrap();
+    let max = model.tasks.keys().max().copied().unwrap_or(0);
+    assert!(next > max, "id {next} reused (acknowledged up to {max})");
+    server.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_transitions_survive_sigkill_at_several_points() {
+    for kill_after in [9, 40, 101, 230] {
+        round(kill_after).await;
+    }
+}
