@@ -91,6 +91,8 @@ fn config(backlog: usize) -> Config {
 
 /// Median nanoseconds per iteration over `samples` runs of `run(iters)`.
 fn median_ns(samples: usize, iters: u64, mut run: impl FnMut(u64)) -> f64 {
+    // One untimed run first: caches, allocator and the finished-task window reach steady state.
+    run(iters);
     let mut v: Vec<f64> = (0..samples)
         .map(|_| {
             let start = Instant::now();
