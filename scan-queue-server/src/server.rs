@@ -76,6 +76,10 @@ pub(crate) struct App {
     armed_ms: AtomicU64,
     /// Where the queue's events are persisted (`None`: in memory only).
     pub(crate) journal: Option<Journal>,
+    /// HTTP request counters and the queue-depth history (`/metrics`, the page's chart).
+    pub(crate) metrics: crate::metrics::Metrics,
+    /// The Scan Agent Tasks page's login sessions.
+    pub(crate) sessions: crate::ui::session::Sessions,
 }
 
 tokio::task_local! {
@@ -286,6 +290,8 @@ impl Server {
                 max_agent_config_bytes,
                 timer: Notify::new(),
                 armed_ms: AtomicU64::new(u64::MAX),
+                metrics: crate::metrics::Metrics::new(),
+                sessions: crate::ui::session::Sessions::default(),
                 journal,
             }),
         })
