@@ -14,6 +14,7 @@ use common::{API_KEY, TestServer};
 use fantoccini::{Client, ClientBuilder, Locator};
 use scan_queue::{TaskId, TaskStatus};
 use serde_json::{Value, json};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -39,7 +40,9 @@ fn browser_available() -> bool {
             !required,
             "SCAN_QUEUE_REQUIRE_BROWSER=1 but {CHROMIUM} or {CHROMEDRIVER} is missing: apt-get install chromium chromium-driver"
         );
-        println!(
+        // Straight to stderr, past the test harness's capture, so the skip is seen.
+        let _ = writeln!(
+            std::io::stderr(),
             "SKIPPED: install chromium chromium-driver ({CHROMIUM} and {CHROMEDRIVER} are needed for the browser tests)"
         );
     }
