@@ -118,7 +118,7 @@ impl Metrics {
         }
         while depth
             .front()
-            .is_some_and(|s| s.t + DEPTH_MINUTES * MINUTE_MS <= minute)
+            .is_some_and(|s| s.t.saturating_add(DEPTH_MINUTES * MINUTE_MS) <= minute)
         {
             depth.pop_front();
         }
@@ -134,15 +134,16 @@ impl Metrics {
         let mut out = Vec::with_capacity(DEPTH_MINUTES as usize);
         let mut samples = depth.iter().peekable();
         let mut current: Option<DepthSample> = None;
-        let mut t = first;
-        while t <= now_minute {
+        for t in (0..DEPTH_MINUTES).map(|i| first.saturating_add(i * MINUTE_MS)) {
+            if t > now_minute {
+                break;
+            }
             while let Some(s) = samples.next_if(|s| s.t <= t) {
                 current = Some(*s);
             }
             if let Some(c) = current {
                 out.push(DepthSample { t, ..c });
             }
-            t += MINUTE_MS;
         }
         out
     }
@@ -340,6 +341,10 @@ mod tests {
         assert!(h.iter().all(|s| s.queued == 1));
         m.sample(later, &q.stats());
         assert_eq!(m.depth.lock().len(), 1);
+        // Any clock value, without overflow.
+        m.sample(u64::MAX, &q.stats());
+        assert_eq!(m.depth_history(u64::MAX).len(), 1);
+        assert!(m.depth_history(0).is_empty());
         assert!(m.sample_due(5_000));
         assert!(!m.sample_due(5_999));
         assert!(m.sample_due(6_000));
