@@ -174,6 +174,49 @@ async fn the_page_and_metrics_refuse_requests_without_the_key_or_a_session() {
 }
 
 #[tokio::test]
+async fn pages_summary_and_paging() {
+    let s = TestServer::start().await;
+    for _ in 0..60 {
+        s.queue_scan("zap").await;
+    }
+    s.queue_scan("burp").await;
+    let (cookie, _) = login(&s, "").await;
+    let first = get_page(&s, "/tasks", &cookie).await;
+    assert_eq!(first.matches("<tr data-task-id=").count(), 50);
+    assert!(first.contains("<tr data-task-id=\"61\">"));
+    assert!(first.contains("href=\"/tasks?before=12\""), "older link");
+    let second = get_page(&s, "/tasks?before=12", &cookie).await;
+    assert_eq!(second.matches("<tr data-task-id=").count(), 11);
+    assert!(!second.contains("id=\"older\""));
+    let burp = get_page(&s, "/tasks?scanner=burp&status=QUEUED", &cookie).await;
+    assert_eq!(burp.matches("<tr data-task-id=").count(), 1);
+    let detail = get_page(&s, "/threadfix/tasks/task/61", &cookie).await;
+    assert!(detail.contains("Scan queued at: "));
+    let r = client()
+        .get(format!("{}/tasks/task/999", s.origin))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let summary: serde_json::Value = client()
+        .get(format!("{}/tasks/summary", s.origin))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(summary["counts"]["QUEUED"], 61);
+    assert_eq!(summary["counts"]["COMPLETE_FAILED"], 0);
+    assert_eq!(summary["agents"], 0);
+    let depth = summary["depth"].as_array().unwrap();
+    assert_eq!(depth.last().unwrap()["queued"], 61);
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn every_action_needs_the_sessions_csrf_token() {
     let s = TestServer::start().await;
     let id = s.queue_scan("zap").await;
@@ -223,6 +266,26 @@ async fn every_action_needs_the_sessions_csrf_token() {
     // Cancelling again repeats the same answer (the core's retry rule).
     let r = post(&s, &cancel, Some(&other_cookie), &[("csrf", &other_csrf)]).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    // A form posted from another site is refused even with the right token and cookie (a
+    // browser says so in Sec-Fetch-Site), and so is a login from another site.
+    let r = client()
+        .post(format!("{}{cancel}", s.origin))
+        .header(COOKIE, &other_cookie)
+        .header("Sec-Fetch-Site", "cross-site")
+        .form(&[("csrf", &other_csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = client()
+        .post(format!("{}/tasks/login", s.origin))
+        .header("Sec-Fetch-Site", "cross-site")
+        .form(&[("api_key", API_KEY)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r.headers().get(SET_COOKIE).is_none());
     // Logout ends the session.
     let r = post(
         &s,

@@ -143,6 +143,28 @@ fn unauthenticated(app: &App, prefix: &str, endpoint: &'static str, to_login: bo
     )
 }
 
+/// Whether the browser says the request comes from another site (`Sec-Fetch-Site`), on top
+/// of the CSRF token: it also protects the login form, which has no session yet.
+fn cross_site(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
+}
+
+fn cross_site_refused(prefix: &str, endpoint: &'static str) -> Response {
+    let ctx = Ctx { prefix, csrf: None };
+    page(
+        StatusCode::FORBIDDEN,
+        view::message(
+            ctx,
+            "Refused",
+            "This form was sent from another site (CSRF).",
+        ),
+        endpoint,
+        "csrf_refused",
+    )
+}
+
 /// A POST's form, after the session and its CSRF token are checked.
 async fn checked_form(
     app: &App,
@@ -150,6 +172,9 @@ async fn checked_form(
     endpoint: &'static str,
 ) -> Result<(Session, Params, &'static str), Response> {
     let prefix = prefix(request.uri());
+    if cross_site(request.headers()) {
+        return Err(cross_site_refused(prefix, endpoint));
+    }
     let Some(session) = app.session(request.headers()) else {
         return Err(unauthenticated(app, prefix, endpoint, false));
     };
@@ -207,6 +232,9 @@ async fn login_form(uri: Uri) -> Response {
 
 async fn login(State(app): State<Arc<App>>, request: Request) -> Response {
     let prefix = prefix(request.uri());
+    if cross_site(request.headers()) {
+        return cross_site_refused(prefix, "login");
+    }
     let params = read_form(request).await.unwrap_or_default();
     let key_ok = params
         .get("api_key")
