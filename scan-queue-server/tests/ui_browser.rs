@@ -6,7 +6,7 @@
 //! `SCAN_QUEUE_REQUIRE_BROWSER=1` is set (CI sets it), in which case it fails.
 //!
 //! The browser only ever talks to 127.0.0.1. A screenshot of the page is saved as
-//! `$CARGO_TARGET_TMPDIR/tasks-page.png`.
+//! `$CARGO_TARGET_TMPDIR/tasks-page.png` (and the failed task's page as `task-page.png`).
 
 mod common;
 
@@ -389,6 +389,8 @@ async fn walk_through(c: Client, s: TestServer, screenshot: PathBuf) {
     );
     assert_eq!(text(&c, "#task-status").await, "COMPLETE_FAILED");
     assert_no_script_ran(&c).await;
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(screenshot.with_file_name("task-page.png"), png).unwrap();
 
     // Cancel a queued task from the page, after confirming.
     c.goto(&format!("{origin}/tasks/task/{to_cancel}"))
