@@ -120,7 +120,7 @@ impl Client {
 /// Whether task `id` is to be failed (else completed): fixed, so a retry after the restart
 /// repeats the call that may have been applied.
 fn fails(id: u64) -> bool {
-    id % 3 == 0
+    id.is_multiple_of(3)
 }
 
 fn fail_message(agent: usize, id: u64) -> String {
