@@ -118,11 +118,18 @@ impl StoredFile {
         self.path.as_deref().unwrap_or(Path::new(""))
     }
 
-    /// Moves it (a rename: same file system).
+    /// Moves it (a rename: same file system), and syncs the directory it moved to, so that a
+    /// completion acknowledged after this never loses its file (`incoming/` is emptied at
+    /// start-up).
     pub(crate) async fn move_to(&mut self, to: PathBuf) -> std::io::Result<()> {
         if let Some(from) = &self.path {
             tokio::fs::rename(from, &to).await?;
-            self.path = Some(to);
+            self.path = Some(to.clone());
+            if let Some(dir) = to.parent().map(Path::to_owned) {
+                tokio::task::spawn_blocking(move || crate::journal::sync_dir(&dir))
+                    .await
+                    .map_err(std::io::Error::other)??;
+            }
         }
         Ok(())
     }
