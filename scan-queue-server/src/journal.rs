@@ -148,12 +148,12 @@ fn le_u64(b: &[u8]) -> u64 {
 }
 
 /// Why the journal cannot be read back: names the file and the byte offset.
-fn corrupt(path: &Path, offset: usize, what: impl std::fmt::Display) -> std::io::Error {
+fn unreadable(path: &Path, offset: usize, what: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::new(
         std::io::ErrorKind::InvalidData,
         format!(
-            "journal file {} is corrupt at byte offset {offset}: {what}; refusing to start \
-             (nothing was changed; move the file aside only if losing its records is acceptable)",
+            "journal file {}, byte offset {offset}: {what}; refusing to start (nothing was \
+             changed; move the file aside only if losing its records is acceptable)",
             path.display()
         ),
     )
@@ -238,24 +238,42 @@ fn list(dir: &Path) -> std::io::Result<Listing> {
 fn read_snapshot(path: &Path, seq: u64) -> std::io::Result<Snapshot> {
     let bytes = std::fs::read(path)?;
     if bytes.len() < SNAPSHOT_HEADER || &bytes[..8] != SNAPSHOT_MAGIC {
-        return Err(corrupt(path, 0, "not a snapshot file (bad header)"));
+        return Err(unreadable(
+            path,
+            0,
+            "corrupt: not a snapshot file (bad header)",
+        ));
     }
     if le_u64(&bytes[8..]) != seq {
-        return Err(corrupt(
+        return Err(unreadable(
             path,
             8,
-            "its sequence number differs from its name",
+            "corrupt: its sequence number differs from its name",
         ));
     }
     let len = le_u32(&bytes[16..]) as usize;
     let payload = &bytes[SNAPSHOT_HEADER..];
     if payload.len() != len {
-        return Err(corrupt(path, 16, "its length differs from the file's"));
+        return Err(unreadable(
+            path,
+            16,
+            "corrupt: its length differs from the file's",
+        ));
     }
     if crc(seq, payload) != le_u32(&bytes[20..]) {
-        return Err(corrupt(path, SNAPSHOT_HEADER, "checksum mismatch"));
+        return Err(unreadable(
+            path,
+            SNAPSHOT_HEADER,
+            "corrupt: checksum mismatch",
+        ));
     }
-    serde_json::from_slice(payload).map_err(|e| corrupt(path, SNAPSHOT_HEADER, e))
+    serde_json::from_slice(payload).map_err(|e| {
+        unreadable(
+            path,
+            SNAPSHOT_HEADER,
+            format!("corrupt: undecodable snapshot: {e}"),
+        )
+    })
 }
 
 fn encode_snapshot(seq: u64, snapshot: &Snapshot) -> std::io::Result<Vec<u8>> {
@@ -281,7 +299,7 @@ pub(crate) fn recover(dir: &Path, config: Config, keys: KeySource) -> std::io::R
         Some((seq, path)) => {
             let snapshot = read_snapshot(path, *seq)?;
             let queue = Queue::restore(config, keys, snapshot)
-                .map_err(|e| corrupt(path, SNAPSHOT_HEADER, format!("cannot restore: {e}")))?;
+                .map_err(|e| unreadable(path, SNAPSHOT_HEADER, format!("cannot restore: {e}")))?;
             (queue, *seq)
         }
         None => (Queue::new(config, keys).map_err(std::io::Error::other)?, 0),
@@ -330,11 +348,15 @@ fn replay_segment(
         return if is_last && prefix {
             Ok(Some(0))
         } else {
-            Err(corrupt(path, 0, "truncated segment header"))
+            Err(unreadable(path, 0, "corrupt: truncated segment header"))
         };
     }
     if &bytes[..8] != SEGMENT_MAGIC {
-        return Err(corrupt(path, 0, "not a journal segment (bad header)"));
+        return Err(unreadable(
+            path,
+            0,
+            "corrupt: not a journal segment (bad header)",
+        ));
     }
     let mut offset = SEGMENT_MAGIC.len();
     let mut previous: Option<u64> = None;
@@ -347,7 +369,7 @@ fn replay_segment(
             return if is_last {
                 Ok(Some(offset))
             } else {
-                Err(corrupt(path, offset, "truncated record header"))
+                Err(unreadable(path, offset, "corrupt: truncated record header"))
             };
         }
         let len = le_u32(&bytes[offset..]) as usize;
@@ -358,7 +380,7 @@ fn replay_segment(
             return if is_last {
                 Ok(Some(offset))
             } else {
-                Err(corrupt(
+                Err(unreadable(
                     path,
                     offset,
                     "record runs past the end of the file",
@@ -370,15 +392,15 @@ fn replay_segment(
             return if is_last && end == bytes.len() {
                 Ok(Some(offset))
             } else {
-                Err(corrupt(path, offset, "checksum mismatch"))
+                Err(unreadable(path, offset, "corrupt: checksum mismatch"))
             };
         }
         if previous.is_some_and(|p| seq != p + 1) {
-            return Err(corrupt(
+            return Err(unreadable(
                 path,
                 offset,
                 format!(
-                    "sequence number {seq} does not follow {}",
+                    "corrupt: sequence number {seq} does not follow {}",
                     previous.unwrap_or(0)
                 ),
             ));
@@ -386,20 +408,28 @@ fn replay_segment(
         previous = Some(seq);
         if seq > base {
             if seq != *last + 1 {
-                return Err(corrupt(
+                return Err(unreadable(
                     path,
                     offset,
                     format!(
-                        "sequence number {seq} where {} was expected (records are missing)",
+                        "corrupt: sequence number {seq} where {} was expected (records are missing)",
                         *last + 1
                     ),
                 ));
             }
-            let event: Event = serde_json::from_slice(payload)
-                .map_err(|e| corrupt(path, offset, format!("undecodable event: {e}")))?;
-            queue
-                .apply(&event)
-                .map_err(|e| corrupt(path, offset, format!("event {seq} does not apply: {e}")))?;
+            let event: Event = serde_json::from_slice(payload).map_err(|e| {
+                unreadable(path, offset, format!("corrupt: undecodable event: {e}"))
+            })?;
+            queue.apply(&event).map_err(|e| {
+                unreadable(
+                    path,
+                    offset,
+                    format!(
+                        "event {seq} does not apply to the recovered state (a bound lowered \
+                     since it was written?): {e}"
+                    ),
+                )
+            })?;
             *last = seq;
         }
         offset = end;
