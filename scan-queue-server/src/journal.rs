@@ -91,6 +91,8 @@ const SEGMENT_MAGIC: &[u8; 8] = b"SQJRNL01";
 const SNAPSHOT_MAGIC: &[u8; 8] = b"SQSNAP01";
 const RECORD_HEADER: usize = 16;
 const SNAPSHOT_HEADER: usize = 24;
+/// How long start-up waits for the data directory's lock.
+const LOCK_WAIT: Duration = Duration::from_secs(1);
 /// The largest record payload: far above any event the core's bounds allow.
 const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
 
@@ -577,12 +579,17 @@ impl Journal {
             .create(true)
             .truncate(false)
             .open(dir.join("LOCK"))?;
-        lock.try_lock().map_err(|_| {
-            std::io::Error::other(format!(
-                "{} is in use by another server (its LOCK is held)",
-                dir.display()
-            ))
-        })?;
+        // A server that was just stopped in this process may take a moment to release it.
+        let waited = Instant::now();
+        while lock.try_lock().is_err() {
+            if waited.elapsed() >= LOCK_WAIT {
+                return Err(std::io::Error::other(format!(
+                    "{} is in use by another server (its LOCK is held)",
+                    dir.display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         for entry in std::fs::read_dir(&dir)? {
             let path = entry?.path();
             if path.extension().is_some_and(|e| e == "tmp") {

@@ -323,3 +323,63 @@ async fn one_server_per_data_directory() {
     assert!(error.to_string().contains("in use"), "{error}");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn batch_policy_and_runtime_snapshots_compact_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path(), Fsync::Batch);
+    config.durability = Some(Durability {
+        fsync: Fsync::Batch,
+        snapshot_every_events: 5,
+        ..Durability::default()
+    });
+    let server = Server::with_parts(config, KeySource::from_seed([1; 32]), Clock::manual(T0))
+        .expect("start");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = format!(
+        "http://{}/threadfix/rest/latest/tasks",
+        listener.local_addr().unwrap()
+    );
+    let (shutdown, rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn({
+        let server = server.clone();
+        async move {
+            server
+                .serve(listener, async {
+                    let _ = rx.await;
+                })
+                .await
+        }
+    });
+    let s = Running {
+        server,
+        api,
+        http: reqwest::Client::new(),
+        shutdown,
+        serving,
+    };
+    let agent = s.agent().await;
+    for id in 1..=23 {
+        assert_eq!(s.queue().await, id);
+    }
+    let key = task_key(&s.take(&agent).await);
+    // Snapshots were taken while serving; each one removed the segments before it.
+    let snapshots = std::fs::read_dir(dir.path().join("journal"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("snapshot-")
+        })
+        .count();
+    assert!(snapshots <= 2, "{snapshots} snapshots kept");
+    assert!(segments(dir.path()).len() <= 2);
+    s.stop().await;
+
+    let s = start(dir.path(), Fsync::Batch, T0, 2).await;
+    assert_eq!(s.update(1, &agent, &key).await["success"], true);
+    assert_eq!(s.queue().await, 24);
+    s.stop().await;
+}
