@@ -661,33 +661,36 @@ impl Journal {
         if events.is_empty() {
             return pending.last;
         }
-        let was_idle = pending.items.is_empty();
         for event in events {
             pending.last += 1;
             let seq = pending.last;
-            pending.items.push(Item::Event(seq, event));
             pending.events_since_snapshot += 1;
+            self.push(&mut pending, Item::Event(seq, event));
         }
-        if was_idle {
-            pending.first_at = Some(Instant::now());
-        }
+        let last = pending.last;
         let mut last_snapshot_at = self.last_snapshot_at.lock();
         let due = pending.events_since_snapshot >= self.durability.snapshot_every_events
             || last_snapshot_at.elapsed() >= self.durability.snapshot_every;
         if due {
-            let seq = pending.last;
-            pending
-                .items
-                .push(Item::Snapshot(seq, Box::new(queue.snapshot())));
             pending.events_since_snapshot = 0;
             *last_snapshot_at = Instant::now();
-        }
-        let last = pending.last;
-        drop(pending);
-        if was_idle {
-            self.shared.wake.notify_one();
+            // Copy the state without blocking the writer; the queue lock, still held, keeps
+            // any other append from coming between the events and their snapshot.
+            drop(pending);
+            let snapshot = Box::new(queue.snapshot());
+            pending = self.shared.pending.lock();
+            self.push(&mut pending, Item::Snapshot(last, snapshot));
         }
         last
+    }
+
+    /// Adds an item, waking the writer if it was idle.
+    fn push(&self, pending: &mut Pending, item: Item) {
+        if pending.items.is_empty() {
+            pending.first_at = Some(Instant::now());
+            self.shared.wake.notify_one();
+        }
+        pending.items.push(item);
     }
 
     /// Waits until every event up to `seq` is persisted; `Err` when the journal failed (the
