@@ -177,7 +177,11 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let server = Server::new(ServerConfig::new(ApiKey::new(API_KEY).unwrap(), dir.path())).unwrap();
+        // In memory: this bench measures the HTTP layer and the queue; benches/durability.rs
+        // measures the journal's cost against the same in-memory baseline.
+        let mut config = ServerConfig::new(ApiKey::new(API_KEY).unwrap(), dir.path());
+        config.durability = None;
+        let server = Server::new(config).unwrap();
         let (origin, stop_server) = serve(server.router()).await;
         let base = format!("{origin}/threadfix/rest/latest/tasks");
         let http = reqwest::Client::new();
