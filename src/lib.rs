@@ -98,6 +98,7 @@ mod snapshot;
 mod stats;
 mod status;
 mod task;
+mod task_store;
 mod time;
 
 pub use agent::RegisteredAgent;

@@ -21,6 +21,7 @@ use crate::rng::KeySource;
 use crate::stats::{Counters, Stats};
 use crate::status::{PerStatus, TaskStatus};
 use crate::task::{Assignment, StatusMessage, Task};
+use crate::task_store::TaskStore;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
@@ -49,7 +50,7 @@ pub struct Queue {
     /// The id the next queued task gets; ids are never reused.
     pub(crate) next_task_id: u64,
     /// Every task not yet evicted.
-    pub(crate) tasks: FxHashMap<TaskId, Task>,
+    pub(crate) tasks: TaskStore,
     /// Task ids by status (index [`TaskStatus::index`]), for counts and ordered listings.
     pub(crate) by_status: PerStatus<BTreeSet<TaskId>>,
     /// Per scanner: open tasks using it, and its queued task ids in order (oldest first).
@@ -134,7 +135,7 @@ impl Queue {
             keys,
             clock_ms: 0,
             next_task_id: 1,
-            tasks: FxHashMap::default(),
+            tasks: TaskStore::default(),
             by_status: Default::default(),
             scanners: FxHashMap::default(),
             timers: BTreeSet::new(),
@@ -548,11 +549,8 @@ impl Queue {
                 self.counters.evicted = self.counters.evicted.saturating_add(1);
             }
         }
-        // Give memory back after a burst: a map at a quarter of its capacity halves (amortized
-        // O(1) per eviction, since it must lose half its entries again before the next shrink).
-        if self.tasks.capacity() > 4 * self.tasks.len() + 1024 {
-            self.tasks.shrink_to(2 * self.tasks.len());
-        }
+        // Give memory back after a burst.
+        self.tasks.shrink();
     }
 
     /// Checks an event from a journal against the state, as the operation that produced it

@@ -51,7 +51,7 @@ pub struct AgentRecord {
 impl Queue {
     /// The whole state, tasks and agents in id order (so equal states give equal snapshots).
     pub fn snapshot(&self) -> Snapshot {
-        let mut ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+        let mut ids: Vec<TaskId> = self.tasks.keys().collect();
         ids.sort_unstable();
         Snapshot {
             format: SNAPSHOT_FORMAT,
@@ -170,7 +170,8 @@ impl Queue {
             }
         }
         let mut open_per_scanner: std::collections::BTreeMap<&str, usize> = Default::default();
-        for (id, t) in &self.tasks {
+        for (id, t) in self.tasks.iter() {
+            let id = &id;
             let at = |what: &str| Err(Error::Inconsistent(format!("task {id}: {what}")));
             if t.id != *id || id.0 == 0 || id.0 >= self.next_task_id {
                 return at("id out of range or misfiled");
