@@ -24,17 +24,20 @@ impl Secret {
         const ALPHABET: &[u8; 62] =
             b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
         let mut bytes = [0u8; KEY_LEN];
-        let mut filled = 0;
+        let mut slots = bytes.iter_mut();
         let mut random = [0u8; 64];
-        while filled < KEY_LEN {
+        loop {
             rng.fill_bytes(&mut random);
-            for b in random {
-                if let (Some(&c), Some(slot)) =
-                    (ALPHABET.get(usize::from(b & 0x3f)), bytes.get_mut(filled))
-                {
-                    *slot = c;
-                    filled += 1;
-                }
+            let accepted = random
+                .iter()
+                .filter_map(|b| ALPHABET.get(usize::from(b & 0x3f)));
+            // `accepted` first: zip pulls from it before the slots, so no slot is skipped when
+            // this draw runs out.
+            for (c, slot) in accepted.zip(slots.by_ref()) {
+                *slot = *c;
+            }
+            if slots.len() == 0 {
+                break;
             }
         }
         Secret(bytes)
@@ -77,7 +80,8 @@ impl PartialEq for Secret {
 impl Eq for Secret {}
 
 /// Constant-time equality of a key with `KEY_LEN` presented bytes, a machine word at a time
-/// (`subtle`'s per-word comparison; its byte-slice comparison is several times slower).
+/// (`subtle`'s comparison of the OR of the words' differences; its byte-slice comparison is
+/// several times slower).
 fn ct_eq(key: &[u8; KEY_LEN], presented: &[u8]) -> bool {
     let word = |chunk: &[u8]| {
         let mut w = [0u8; 8];
@@ -86,11 +90,12 @@ fn ct_eq(key: &[u8; KEY_LEN], presented: &[u8]) -> bool {
         }
         u64::from_le_bytes(w)
     };
-    let mut equal = subtle::Choice::from(u8::from(presented.len() == KEY_LEN));
+    // The differences of all words, OR-ed without a branch, then one constant-time test.
+    let mut diff = u64::from(presented.len() != KEY_LEN);
     for (a, b) in key.chunks(8).zip(presented.chunks(8)) {
-        equal &= word(a).ct_eq(&word(b));
+        diff |= word(a) ^ word(b);
     }
-    bool::from(equal)
+    bool::from(diff.ct_eq(&0))
 }
 
 macro_rules! key_type {
@@ -189,6 +194,71 @@ mod tests {
         for (c, n) in counts {
             assert!((6_500..7_700).contains(&n), "{c:?} drawn {n} times");
         }
+    }
+
+    /// The generator as first written (byte by byte): a seed must keep giving the same keys.
+    fn reference_generate(rng: &mut dyn RngCore) -> [u8; KEY_LEN] {
+        const ALPHABET: &[u8; 62] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        let mut bytes = [0u8; KEY_LEN];
+        let mut filled = 0;
+        let mut random = [0u8; 64];
+        while filled < KEY_LEN {
+            rng.fill_bytes(&mut random);
+            for b in random {
+                let c = usize::from(b & 0x3f);
+                if c < 62 && filled < KEY_LEN {
+                    bytes[filled] = ALPHABET[c];
+                    filled += 1;
+                }
+            }
+        }
+        bytes
+    }
+
+    #[test]
+    fn seeded_keys_are_stable() {
+        let mut a = rand_chacha::ChaCha20Rng::from_seed([5; 32]);
+        let mut b = a.clone();
+        for _ in 0..20_000 {
+            let k = Secret::generate(&mut a);
+            assert_eq!(k.0, reference_generate(&mut b));
+        }
+        // A stream of rejected bytes forces a second draw.
+        struct Rejects(u8);
+        impl RngCore for Rejects {
+            fn next_u32(&mut self) -> u32 {
+                0
+            }
+            fn next_u64(&mut self) -> u64 {
+                0
+            }
+            fn fill_bytes(&mut self, dest: &mut [u8]) {
+                for (i, d) in dest.iter_mut().enumerate() {
+                    *d = if i % 2 == 0 { 63 } else { self.0 };
+                    self.0 = self.0.wrapping_add(1);
+                }
+            }
+        }
+        assert_eq!(
+            Secret::generate(&mut Rejects(0)).0,
+            reference_generate(&mut Rejects(0))
+        );
+    }
+
+    #[test]
+    fn comparison() {
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed([8; 32]);
+        let k = TaskKey::generate(&mut rng);
+        let s = k.expose_secret().to_owned();
+        assert!(k.matches(&s));
+        for i in 0..KEY_LEN {
+            let mut other = s.clone().into_bytes();
+            other[i] = if other[i] == b'a' { b'b' } else { b'a' };
+            assert!(!k.matches(std::str::from_utf8(&other).unwrap()));
+        }
+        assert!(!k.matches(&format!("{s}a")));
+        assert!(!k.matches(""));
     }
 
     #[test]
