@@ -247,7 +247,7 @@ impl Queue {
     /// nothing. Events applied here are not queued for [`poll_event`](Queue::poll_event).
     pub fn apply(&mut self, event: &Event) -> Result<(), Error> {
         self.validate_event(event)?;
-        self.commit_inner(event.clone());
+        self.commit_inner(&mut event.clone(), false);
         Ok(())
     }
 
@@ -267,25 +267,39 @@ impl Queue {
     }
 
     /// Applies a checked event and records it for the embedder.
-    pub(crate) fn commit(&mut self, event: Event) {
-        if self.config.record_events {
-            self.events.push_back(event.clone());
+    pub(crate) fn commit(&mut self, mut event: Event) {
+        let record = self.config.record_events;
+        self.commit_inner(&mut event, record);
+        if record {
+            self.events.push_back(event);
         }
-        self.commit_inner(event);
     }
 
     /// The only code that mutates state. `event` has been checked (by the operation that
     /// built it, or by `validate_event`); what cannot happen is skipped, never panicked on.
-    fn commit_inner(&mut self, event: Event) {
+    /// With `keep`, the event is kept (for the outbox) and its strings are copied into the
+    /// task; without, they are moved out of it, and it is left for the caller to drop.
+    fn commit_inner(&mut self, event: &mut Event, keep: bool) {
         self.clock_ms = self.clock_ms.max(event.at_ms());
         let max_history = self.config.max_status_history;
-        match event {
-            Event::AgentRegistered { agent, key, at_ms } => {
+        let for_task = |s: &mut String| -> Box<str> {
+            if keep {
+                Box::from(s.as_str())
+            } else {
+                std::mem::take(s).into_boxed_str()
+            }
+        };
+        match *event {
+            Event::AgentRegistered {
+                agent,
+                ref key,
+                at_ms,
+            } => {
                 self.agent_by_selector.insert(key.selector(), agent);
                 self.agents.insert(
                     agent,
                     Agent {
-                        key,
+                        key: key.clone(),
                         registered_ms: at_ms,
                         tasks: BTreeSet::new(),
                     },
@@ -313,21 +327,21 @@ impl Queue {
             Event::TaskQueued {
                 task,
                 application,
-                scanner,
-                target_url,
+                ref scanner,
+                ref mut target_url,
                 scan_config,
                 at_ms,
                 timeout_ms,
             } => {
                 let scanner = match self.scanners.get_key_value(scanner.as_str()) {
                     Some((name, _)) => Arc::clone(name),
-                    None => Arc::from(scanner),
+                    None => Arc::from(scanner.as_str()),
                 };
                 let mut new = Task {
                     id: task,
                     application,
                     scanner,
-                    target_url: target_url.map(String::into_boxed_str),
+                    target_url: target_url.as_mut().map(for_task),
                     scan_config,
                     status: TaskStatus::Queued,
                     create_ms: at_ms,
@@ -350,8 +364,8 @@ impl Queue {
             Event::TaskAssigned {
                 task,
                 agent,
-                task_key,
-                agent_config,
+                ref task_key,
+                ref mut agent_config,
                 at_ms,
                 lease_until_ms,
             } => {
@@ -366,17 +380,17 @@ impl Queue {
                     }
                     t.assignment = Some(Box::new(Assignment {
                         agent,
-                        task_key,
+                        task_key: task_key.clone(),
                         lease_until_ms,
                     }));
-                    let agent_config = agent_config.into_boxed_str();
+                    let agent_config = for_task(agent_config);
                     t.push_status(at_ms, StatusMessage::Assigned { agent_config }, max_history);
                 });
                 self.counters.assignments = self.counters.assignments.saturating_add(1);
             }
             Event::StatusUpdated {
                 task,
-                message,
+                ref mut message,
                 at_ms,
                 lease_until_ms,
             } => {
@@ -385,7 +399,7 @@ impl Queue {
                     if let Some(a) = &mut t.assignment {
                         a.lease_until_ms = lease_until_ms;
                     }
-                    let message = StatusMessage::Update(message.into_boxed_str());
+                    let message = StatusMessage::Update(for_task(message));
                     t.push_status(at_ms, message, max_history);
                 });
                 self.counters.status_updates = self.counters.status_updates.saturating_add(1);
@@ -400,13 +414,13 @@ impl Queue {
             }
             Event::TaskFailed {
                 task,
-                reason,
+                ref mut reason,
                 at_ms,
             } => {
                 self.change(task, |t| {
                     t.status = TaskStatus::CompleteFailed;
                     t.end_ms = Some(at_ms);
-                    let reason = reason.into_boxed_str();
+                    let reason = for_task(reason);
                     t.push_status(at_ms, StatusMessage::Failed { task, reason }, max_history);
                 });
                 self.counters.failures = self.counters.failures.saturating_add(1);
@@ -513,7 +527,11 @@ impl Queue {
         let is_open = !new.status.is_terminal();
         let is_queued = new.status == TaskStatus::Queued;
         if was_open != is_open || was_queued != is_queued {
-            let entry = self.scanners.entry(Arc::clone(&task.scanner)).or_default();
+            // Look up by `&str` first: the entry API would clone the `Arc` even when present.
+            let entry = match self.scanners.get_mut(&*task.scanner) {
+                Some(entry) => entry,
+                None => self.scanners.entry(Arc::clone(&task.scanner)).or_default(),
+            };
             if !was_open && is_open {
                 entry.open = entry.open.saturating_add(1);
             }

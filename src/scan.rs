@@ -130,7 +130,14 @@ pub(crate) fn check_scanner_name(name: &str, max_len: usize) -> Result<(), NameE
     if name.contains(',') {
         return Err(NameError::Invalid("contains a comma"));
     }
-    if name.chars().any(char::is_control) {
+    // ASCII (the usual case) byte-wise; `char::is_control` is exactly ASCII's C0 and DEL plus
+    // the C1 range, which only non-ASCII text can hold.
+    let control = if name.is_ascii() {
+        name.bytes().any(|b| b.is_ascii_control())
+    } else {
+        name.chars().any(char::is_control)
+    };
+    if control {
         return Err(NameError::Invalid("contains a control character"));
     }
     Ok(())
