@@ -134,7 +134,7 @@ impl Queue {
             .agent_for_key(agent_key)
             .ok_or(Error::InvalidAgentKey)?;
         let task = self.tasks.get(&id).ok_or(Error::UnknownTask(id))?;
-        let lost_lease = || task.lease_lost_by == Some(agent);
+        let lost_lease = || task.lease_lost_by.as_deref() == Some(&agent);
         let holds = |a: AgentId| a == agent;
         let wrong_state = Error::WrongState {
             task: id,

@@ -375,7 +375,7 @@ impl Queue {
                     t.attempts = t.attempts.saturating_add(1);
                     // The agent that lost its lease holds the task again: its later calls are
                     // about this assignment, whose lease has not run out.
-                    if t.lease_lost_by == Some(agent) {
+                    if t.lease_lost_by.as_deref() == Some(&agent) {
                         t.lease_lost_by = None;
                     }
                     t.assignment = Some(Box::new(Assignment {
@@ -440,7 +440,7 @@ impl Queue {
             } => {
                 self.change(task, |t| {
                     let attempts = t.attempts;
-                    t.lease_lost_by = t.assignment.as_ref().map(|a| a.agent);
+                    t.lease_lost_by = t.assignment.as_ref().map(|a| Box::new(a.agent));
                     if requeued {
                         let message = StatusMessage::LeaseExpiredRequeued { at_ms, attempts };
                         requeue(t, at_ms, message, max_history);

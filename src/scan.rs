@@ -121,6 +121,16 @@ pub(crate) fn check_scanner_name(name: &str, max_len: usize) -> Result<(), NameE
     if name.len() > max_len {
         return Err(NameError::TooLong);
     }
+    // The usual case in one pass: ASCII, not empty, no whitespace at either end, no comma or
+    // control character. Anything else takes the checks below, which name the problem.
+    let plain = |b: &u8| b.is_ascii() && *b != b',' && !b.is_ascii_control();
+    if let (Some(first), Some(last)) = (name.as_bytes().first(), name.as_bytes().last())
+        && !first.is_ascii_whitespace()
+        && !last.is_ascii_whitespace()
+        && name.as_bytes().iter().all(plain)
+    {
+        return Ok(());
+    }
     if name.is_empty() {
         return Err(NameError::Invalid("empty"));
     }
@@ -162,7 +172,45 @@ fn check_url(url: &str) -> Result<(), &'static str> {
 
 #[cfg(test)]
 mod tests {
-    use super::check_url;
+    use super::{NameError, check_scanner_name, check_url};
+
+    #[test]
+    fn scanner_names_as_the_plain_checks_say() {
+        let reference = |name: &str| -> Result<(), &'static str> {
+            if name.len() > 30 {
+                return Err("too long");
+            }
+            if name.is_empty() {
+                return Err("empty");
+            }
+            if name.trim() != name {
+                return Err("surrounding whitespace");
+            }
+            if name.contains(',') {
+                return Err("contains a comma");
+            }
+            if name.chars().any(char::is_control) {
+                return Err("contains a control character");
+            }
+            Ok(())
+        };
+        let pieces = [
+            "", "a", " ", "\t", "\x0b", "\x0c", "\r", "\n", ",", "\x7f", "\u{85}", "\u{a0}",
+            "\u{9f}", "é", "\u{2003}", "Zap", "\x1f", "~",
+        ];
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    let name = format!("{a}{b}{c}");
+                    let got = check_scanner_name(&name, 30).map_err(|e| match e {
+                        NameError::TooLong => "too long",
+                        NameError::Invalid(reason) => reason,
+                    });
+                    assert_eq!(got, reference(&name), "{name:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn urls() {

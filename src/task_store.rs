@@ -86,7 +86,9 @@ impl TaskStore {
             self.base = id.0;
         }
         if let Some(i) = self.slot(id) {
-            self.stragglers.remove(&id);
+            if !self.stragglers.is_empty() {
+                self.stragglers.remove(&id);
+            }
             if let Some(slot) = self.slots.get_mut(i) {
                 if slot.is_none() {
                     self.in_slots += 1;
@@ -118,7 +120,9 @@ impl TaskStore {
             let gap = usize::try_from(gap).unwrap_or(0);
             self.slots.extend(std::iter::repeat_with(|| None).take(gap));
         }
-        self.stragglers.remove(&id);
+        if !self.stragglers.is_empty() {
+            self.stragglers.remove(&id);
+        }
         self.slots.push_back(Some(task));
         self.in_slots += 1;
     }
