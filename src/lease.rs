@@ -14,7 +14,7 @@ impl Queue {
     /// past its deadline is CompleteTimedOut whatever its state.
     pub fn advance(&mut self, now_ms: u64) -> u64 {
         let now_ms = now_ms.max(self.clock_ms);
-        while let Some(&(at_ms, id)) = self.timers.first() {
+        while let Some((at_ms, id)) = self.next_timer() {
             if at_ms > now_ms {
                 break;
             }
@@ -31,10 +31,13 @@ impl Queue {
                     }
                 }
                 // Unreachable while the indexes are consistent (check_invariants); dropping
-                // the stray entry keeps this loop finite either way.
+                // the stray entry (or stopping, if it is not one we can drop) keeps this loop
+                // finite either way.
                 _ => {
-                    self.timers.remove(&(at_ms, id));
-                    continue;
+                    if self.timers.remove(&(at_ms, id)) {
+                        continue;
+                    }
+                    break;
                 }
             };
             self.commit(event);
@@ -46,6 +49,109 @@ impl Queue {
     /// The next instant at which a lease or a deadline runs out, if any task is open: sleep
     /// until then, then call [`advance`](Queue::advance).
     pub fn next_deadline_ms(&self) -> Option<u64> {
-        self.timers.first().map(|&(at_ms, _)| at_ms)
+        self.next_timer().map(|(at_ms, _)| at_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{ApplicationId, Config, Event, KeySource, NewScan, Queue, TaskId, TaskStatus};
+
+    const ZAP: &str = "OWASP Zed Attack Proxy";
+    const T0: u64 = 1_700_000_000_000;
+    const HOUR: u64 = 3_600_000;
+
+    fn config(task_deadline_ms: u64) -> Config {
+        Config {
+            task_deadline_ms,
+            lease_ms: 10 * HOUR,
+            ..Config::default()
+        }
+    }
+
+    /// Deadlines out of id order (the task deadline shortened between restarts): every
+    /// deadline still fires at its instant, in (instant, id) order, and `next_deadline_ms`
+    /// stays exact, through the switch to explicit queued timers and back.
+    #[test]
+    fn deadlines_out_of_id_order() {
+        let mut q = Queue::new(config(12 * HOUR), KeySource::from_seed([1; 32])).unwrap();
+        for i in 0..3 {
+            q.queue_scan(T0 + i, NewScan::new(ApplicationId(1), ZAP))
+                .unwrap();
+        }
+        assert!(q.queued_timers_implicit);
+        let snapshot = q.snapshot();
+        let mut q = Queue::restore(config(HOUR), KeySource::from_seed([2; 32]), snapshot).unwrap();
+        // Task 4's deadline is before tasks 1-3's.
+        q.queue_scan(T0 + 10, NewScan::new(ApplicationId(1), ZAP))
+            .unwrap();
+        assert!(!q.queued_timers_implicit);
+        q.check_invariants().unwrap();
+        assert_eq!(q.next_deadline_ms(), Some(T0 + 10 + HOUR));
+        // Task 1 is taken; its lease runs out (requeued, while explicit) before its deadline.
+        let agent = q
+            .register_agent(T0 + 20)
+            .unwrap()
+            .key
+            .expose_secret()
+            .to_owned();
+        let id = q
+            .request_task(T0 + 20, &agent, &[ZAP], "")
+            .unwrap()
+            .unwrap()
+            .id();
+        assert_eq!(id, TaskId(1));
+        q.check_invariants().unwrap();
+        q.drain_events().for_each(drop);
+        // Every deadline, in time order.
+        q.advance(T0 + 13 * HOUR);
+        let fired: Vec<(TaskId, u64)> = q
+            .drain_events()
+            .filter_map(|e| match e {
+                Event::DeadlineReached { task, at_ms } => Some((task, at_ms)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            fired,
+            [
+                (TaskId(4), T0 + 10 + HOUR),
+                (TaskId(1), T0 + 12 * HOUR),
+                (TaskId(2), T0 + 1 + 12 * HOUR),
+                (TaskId(3), T0 + 2 + 12 * HOUR),
+            ]
+        );
+        assert_eq!(q.next_deadline_ms(), None);
+        // No task queued any more: implicit again.
+        assert!(q.queued_timers_implicit);
+        q.check_invariants().unwrap();
+        q.queue_scan(T0 + 14 * HOUR, NewScan::new(ApplicationId(1), ZAP))
+            .unwrap();
+        assert!(q.queued_timers_implicit);
+        assert_eq!(q.next_deadline_ms(), Some(T0 + 15 * HOUR));
+        assert_eq!(q.tasks_with_status(TaskStatus::Queued).count(), 1);
+        q.check_invariants().unwrap();
+    }
+
+    /// A requeued task keeps its deadline and fits the queued order; the oldest queued
+    /// deadline is the next one while implicit.
+    #[test]
+    fn requeued_tasks_keep_the_order() {
+        let mut q = Queue::new(config(12 * HOUR), KeySource::from_seed([1; 32])).unwrap();
+        for i in 0..4 {
+            q.queue_scan(T0 + i, NewScan::new(ApplicationId(1), ZAP))
+                .unwrap();
+        }
+        let agent = q.register_agent(T0).unwrap();
+        let (agent_id, key) = (agent.id, agent.key.expose_secret().to_owned());
+        for _ in 0..2 {
+            q.request_task(T0 + 5, &key, &[ZAP], "").unwrap().unwrap();
+        }
+        // The leases run out first.
+        assert_eq!(q.next_deadline_ms(), Some(T0 + 5 + 10 * HOUR));
+        q.revoke_agent(T0 + 6, agent_id).unwrap();
+        assert!(q.queued_timers_implicit);
+        q.check_invariants().unwrap();
+        assert_eq!(q.next_deadline_ms(), Some(T0 + 12 * HOUR));
     }
 }

@@ -55,8 +55,15 @@ pub struct Queue {
     pub(crate) by_status: PerStatus<BTreeSet<TaskId>>,
     /// Per scanner: open tasks using it, and its queued task ids in order (oldest first).
     pub(crate) scanners: FxHashMap<Arc<str>, ScannerQueue>,
-    /// One entry per open task: (its next timer instant, id). The first is the next expiry.
+    /// One entry per open task: (its next timer instant, id), except queued tasks while
+    /// `queued_timers_implicit`. See [`Queue::next_timer`].
     pub(crate) timers: BTreeSet<(u64, TaskId)>,
+    /// True while the queued tasks' deadlines are non-decreasing in id (always, unless the
+    /// task deadline was changed with tasks queued, or a snapshot or journal says otherwise):
+    /// then queued tasks have no entry in `timers`, and the earliest queued deadline is the
+    /// oldest queued task's. When a task would break the order, every queued task gets its
+    /// entry; the queue goes back to implicit when no task is queued.
+    pub(crate) queued_timers_implicit: bool,
     /// Finished tasks in the order they finished; the front is evicted first.
     pub(crate) finished: VecDeque<TaskId>,
     /// Registered agents by id (ordered, for deterministic snapshots).
@@ -139,6 +146,7 @@ impl Queue {
             by_status: Default::default(),
             scanners: FxHashMap::default(),
             timers: BTreeSet::new(),
+            queued_timers_implicit: true,
             finished: VecDeque::new(),
             agents: BTreeMap::new(),
             agent_by_selector: FxHashMap::default(),
@@ -491,13 +499,21 @@ impl Queue {
         let new = IndexKey::of(task);
         let was_open = old.is_some_and(|o| !o.status.is_terminal());
         let was_queued = old.is_some_and(|o| o.status == TaskStatus::Queued);
+        // What `timers` holds for a state: its timer, unless it is queued and implicit.
+        let implicit = self.queued_timers_implicit;
+        let entry = |k: &IndexKey| match k.status {
+            TaskStatus::Queued if implicit => None,
+            _ => k.timer,
+        };
+        let new_entry = entry(&new);
+        let old_entry = old.as_ref().map(entry);
 
         if let Some(old) = old {
             if old.status != new.status {
                 self.by_status[old.status].remove(&id);
             }
-            if old.timer != new.timer
-                && let Some(at) = old.timer
+            if old_entry != Some(new_entry)
+                && let Some(Some(at)) = old_entry
             {
                 self.timers.remove(&(at, id));
             }
@@ -511,8 +527,8 @@ impl Queue {
         if old.is_none_or(|o| o.status != new.status) {
             self.by_status[new.status].insert(id);
         }
-        if old.is_none_or(|o| o.timer != new.timer)
-            && let Some(at) = new.timer
+        if old_entry != Some(new_entry)
+            && let Some(at) = new_entry
         {
             self.timers.insert((at, id));
         }
@@ -526,6 +542,32 @@ impl Queue {
         // The scanner index: open count and queued order.
         let is_open = !new.status.is_terminal();
         let is_queued = new.status == TaskStatus::Queued;
+
+        // Implicit queued deadlines: a task joining the queued tasks must fit their order.
+        if implicit && is_queued && !was_queued {
+            let queued = &self.by_status[TaskStatus::Queued];
+            let timeout_of = |other: Option<&TaskId>| other.and_then(|o| self.tasks.get(o));
+            let fits = if queued.last() == Some(&id) {
+                timeout_of(queued.range(..id).next_back())
+                    .is_none_or(|p| p.timeout_ms <= task.timeout_ms)
+            } else {
+                timeout_of(queued.range(..id).next_back())
+                    .is_none_or(|p| p.timeout_ms <= task.timeout_ms)
+                    && timeout_of(queued.range(id..).nth(1))
+                        .is_none_or(|n| n.timeout_ms >= task.timeout_ms)
+            };
+            if !fits {
+                self.queued_timers_implicit = false;
+                for q in queued {
+                    if let Some(t) = self.tasks.get(q) {
+                        self.timers.insert((t.timeout_ms, *q));
+                    }
+                }
+            }
+        }
+        if !self.queued_timers_implicit && self.by_status[TaskStatus::Queued].is_empty() {
+            self.queued_timers_implicit = true;
+        }
         if was_open != is_open || was_queued != is_queued {
             // Look up by `&str` first: the entry API would clone the `Arc` even when present.
             let entry = match self.scanners.get_mut(&*task.scanner) {
@@ -680,7 +722,7 @@ impl Queue {
         if event.at_ms() < self.clock_ms {
             return bad("event before the latest time seen");
         }
-        let next_timer = self.timers.first().copied();
+        let next_timer = self.next_timer();
         match event {
             Event::LeaseExpired { task, at_ms, .. } | Event::DeadlineReached { task, at_ms } => {
                 if next_timer != Some((*at_ms, *task)) {
@@ -694,6 +736,23 @@ impl Queue {
             }
         }
         Ok(())
+    }
+
+    /// The next timer due: (instant, task), the earliest of `timers` and, while
+    /// `queued_timers_implicit`, the oldest queued task's deadline (ties go to the lower id,
+    /// as in one ordered set).
+    pub(crate) fn next_timer(&self) -> Option<(u64, TaskId)> {
+        let active = self.timers.first().copied();
+        if !self.queued_timers_implicit {
+            return active;
+        }
+        let queued = self.by_status[TaskStatus::Queued]
+            .first()
+            .and_then(|id| Some((self.tasks.get(id)?.timeout_ms, *id)));
+        match (active, queued) {
+            (Some(a), Some(q)) => Some(a.min(q)),
+            (a, q) => a.or(q),
+        }
     }
 
     pub(crate) fn bound(&self, bound: crate::Bound) -> Error {

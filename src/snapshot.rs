@@ -239,14 +239,31 @@ impl Queue {
                 }
             }
             if !t.status.is_terminal() {
-                if in_timers != Some(true) {
-                    return at("open without its timer");
+                let implicit = self.queued_timers_implicit && t.status == TaskStatus::Queued;
+                if in_timers != Some(!implicit) {
+                    return at("open without its timer, or queued with one while implicit");
                 }
                 *open_per_scanner.entry(&t.scanner).or_default() += 1;
             }
         }
-        if self.timers.len() != self.open_tasks() {
+        let queued = &self.by_status[TaskStatus::Queued];
+        let implicit_timers = if self.queued_timers_implicit {
+            queued.len()
+        } else {
+            0
+        };
+        if self.timers.len() != self.open_tasks().saturating_sub(implicit_timers) {
             return bad("timer count differs from the open task count".into());
+        }
+        if self.queued_timers_implicit {
+            let timeouts = queued.iter().filter_map(|id| self.tasks.get(id));
+            let ordered = timeouts
+                .clone()
+                .zip(timeouts.skip(1))
+                .all(|(a, b)| a.timeout_ms <= b.timeout_ms);
+            if !ordered {
+                return bad("queued deadlines out of id order while implicit".into());
+            }
         }
         if finished_seen.len() != self.tasks.len().saturating_sub(self.open_tasks()) {
             return bad("finished order differs from the finished tasks".into());
