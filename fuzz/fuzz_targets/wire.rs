@@ -161,17 +161,27 @@ struct Input {
     tick_ms: u16,
 }
 
-fn value_bytes(w: &World, v: &Value) -> Vec<u8> {
+/// The parameters that carry secrets. A real key goes only into these: in any other field
+/// (a scanner name, a message, an agent config) the server may rightly echo or store the
+/// value, so a real key there would make "no key in an answer" untestable. Elsewhere a
+/// key-shaped stand-in (the key reversed) is sent instead.
+const KEY_FIELDS: [&str; 3] = ["scanAgentSecureKey", "secureTaskKey", "apiKey"];
+
+fn value_bytes(w: &World, name: &str, v: &Value) -> Vec<u8> {
+    let key = |k: &str| {
+        if KEY_FIELDS.contains(&name) {
+            k.as_bytes().to_vec()
+        } else {
+            k.bytes().rev().collect()
+        }
+    };
     match v {
         Value::Raw(s) => s.clone().into_bytes(),
         Value::Bytes(b) => b.clone(),
         Value::Int(i) => i.to_string().into_bytes(),
         Value::Big(i) => i.to_string().into_bytes(),
-        Value::AgentKey => w.agent_key.clone().into_bytes(),
-        Value::TaskKey(i) => w.task_keys[*i as usize % w.task_keys.len()]
-            .1
-            .clone()
-            .into_bytes(),
+        Value::AgentKey => key(&w.agent_key),
+        Value::TaskKey(i) => key(&w.task_keys[*i as usize % w.task_keys.len()].1),
         Value::TaskId(i) => w.task_keys[*i as usize % w.task_keys.len()]
             .0
             .to_string()
@@ -206,11 +216,11 @@ fuzz_target!(|input: Input| {
         .iter()
         .take(16)
         .map(|(n, raw, v)| {
-            (
-                raw.clone()
-                    .unwrap_or_else(|| NAMES[*n as usize % NAMES.len()].to_owned()),
-                value_bytes(w, v),
-            )
+            let name = raw
+                .clone()
+                .unwrap_or_else(|| NAMES[*n as usize % NAMES.len()].to_owned());
+            let value = value_bytes(w, &name, v);
+            (name, value)
         })
         .collect();
     let mut request = Request::builder();
