@@ -1,0 +1,211 @@
+//! Many threads driving one `SharedQueue` at once with random operations (wrong keys, time
+//! advancing so leases expire, cancel, revoke), then: the invariants hold, no task was held by
+//! two agents, every first-time completion used the key of an assignment of that task, counts
+//! are conserved, and replaying the recorded events on a fresh single-threaded queue gives the
+//! same state. This guards any future finer-grained locking of the concurrent wrapper.
+
+use parking_lot::Mutex;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use scan_queue::{
+    ApplicationId, Config, Event, KeySource, NewScan, Queue, SharedQueue, TaskId, TaskStatus,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const SCANNERS: [&str; 3] = ["OWASP Zed Attack Proxy", "Burp Suite Pro", "WebInspect"];
+const T0: u64 = 1_700_000_000_000;
+const THREADS: u64 = 4;
+const OPS_PER_THREAD: usize = 10_000;
+
+fn config() -> Config {
+    Config {
+        lease_ms: 200,
+        task_deadline_ms: 5_000,
+        max_attempts: 2,
+        max_open_tasks: 400,
+        max_finished_tasks: 300,
+        max_agents: 16,
+        max_status_history: 6,
+        ..Config::default()
+    }
+}
+
+/// What the threads saw, merged at the end.
+#[derive(Default)]
+struct Seen {
+    /// Every task key handed out, per task.
+    assigned: BTreeMap<u64, BTreeSet<String>>,
+    /// First-time completions and failures accepted: (task, task key).
+    finished: Vec<(u64, String)>,
+}
+
+fn worker(shared: &SharedQueue, log: &Mutex<Vec<Event>>, clock: &AtomicU64, seed: u64) -> Seen {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut seen = Seen::default();
+    let mut agents: Vec<(scan_queue::AgentId, String)> = Vec::new();
+    let mut held: Vec<(TaskId, String, String)> = Vec::new(); // (task, agent key, task key)
+    // Runs one operation under the lock and records its events in commit order.
+    let locked = |f: &mut dyn FnMut(&mut Queue)| {
+        let mut q = shared.lock();
+        f(&mut q);
+        log.lock().extend(q.drain_events());
+    };
+    for _ in 0..OPS_PER_THREAD {
+        let now = clock.fetch_add(rng.random_range(0..12), Ordering::Relaxed);
+        match rng.random_range(0..100) {
+            0..=17 => locked(&mut |q| {
+                let scanner = SCANNERS[rng.random_range(0..SCANNERS.len())];
+                let _ = q.queue_scan(now, NewScan::new(ApplicationId(1), scanner));
+            }),
+            18..=21 => locked(&mut |q| {
+                if let Ok(a) = q.register_agent(now) {
+                    agents.push((a.id, a.key.expose_secret().to_owned()));
+                }
+            }),
+            22..=41 if !agents.is_empty() => {
+                let key = agents[rng.random_range(0..agents.len())].1.clone();
+                let n = rng.random_range(1..=SCANNERS.len());
+                locked(&mut |q| {
+                    if let Ok(Some(t)) = q.request_task(now, &key, &SCANNERS[..n], "cfg") {
+                        let tk = t
+                            .assignment()
+                            .unwrap()
+                            .task_key()
+                            .expose_secret()
+                            .to_owned();
+                        seen.assigned
+                            .entry(t.id().0)
+                            .or_default()
+                            .insert(tk.clone());
+                        held.push((t.id(), key.clone(), tk));
+                    }
+                });
+            }
+            42..=79 if !held.is_empty() => {
+                let i = rng.random_range(0..held.len());
+                let (id, agent_key, task_key) = held[i].clone();
+                // Sometimes a wrong key: another agent's, or a mangled task key.
+                let (agent_key, task_key) = match rng.random_range(0..10) {
+                    0 if !agents.is_empty() => (
+                        agents[rng.random_range(0..agents.len())].1.clone(),
+                        task_key,
+                    ),
+                    1 => (agent_key, task_key.chars().rev().collect()),
+                    _ => (agent_key, task_key),
+                };
+                let what = rng.random_range(0..10);
+                locked(&mut |q| {
+                    let before = q.task(id).map(|t| t.status());
+                    let result = match what {
+                        0..=5 => q.update_status(now, id, "progress", &agent_key, &task_key),
+                        6..=8 => q.complete_task(now, id, &agent_key, &task_key),
+                        _ => q.fail_task(now, id, "broken", &agent_key, &task_key),
+                    }
+                    .map(|t| t.status());
+                    if let Ok(after) = result
+                        && after.is_terminal()
+                        && before.is_some_and(|b| !b.is_terminal())
+                    {
+                        seen.finished.push((id.0, task_key.clone()));
+                    }
+                });
+                if what >= 6 || rng.random_bool(0.05) {
+                    held.swap_remove(i);
+                }
+            }
+            80..=85 => locked(&mut |q| {
+                let id = TaskId(rng.random_range(1..=q.stats().counters.queued.max(1)));
+                let _ = q.cancel_task(now, id);
+            }),
+            86..=87 if !agents.is_empty() => {
+                let (id, _) = agents.swap_remove(rng.random_range(0..agents.len()));
+                locked(&mut |q| {
+                    let _ = q.revoke_agent(now, id);
+                });
+            }
+            _ => locked(&mut |q| {
+                q.advance(now + rng.random_range(0..300));
+            }),
+        }
+    }
+    seen
+}
+
+#[test]
+fn threads_hammering_one_queue_keep_every_invariant_and_replay_exactly() {
+    let queue = Queue::new(config(), KeySource::from_seed([11; 32])).unwrap();
+    let shared = SharedQueue::new(queue);
+    let log = Mutex::new(Vec::new());
+    let clock = AtomicU64::new(T0);
+    let seen: Vec<Seen> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (shared, log, clock) = (&shared, &log, &clock);
+                s.spawn(move || worker(shared, log, clock, 100 + t))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut queue = shared.into_inner();
+    queue.check_invariants().unwrap();
+
+    // Every first-time finish used a key that was handed out for that very task, and no task
+    // was finished twice.
+    let mut assigned: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
+    let mut finished = BTreeSet::new();
+    for s in &seen {
+        for (id, keys) in &s.assigned {
+            assigned
+                .entry(*id)
+                .or_default()
+                .extend(keys.iter().cloned());
+        }
+    }
+    for s in &seen {
+        for (id, key) in &s.finished {
+            assert!(
+                assigned.get(id).is_some_and(|k| k.contains(key)),
+                "task {id} finished with a key never assigned to it"
+            );
+            assert!(finished.insert(*id), "task {id} finished twice");
+        }
+    }
+    // Counts conserved: every task ever queued is retained in one status or was evicted.
+    let stats = queue.stats();
+    let retained: usize = TaskStatus::ALL.iter().map(|s| stats.count(*s)).sum();
+    assert_eq!(
+        retained as u64 + stats.counters.evicted,
+        stats.counters.queued
+    );
+    assert!(stats.counters.queued > 100, "the run queued too little");
+    assert!(
+        stats.counters.completions > 10,
+        "the run completed too little"
+    );
+    assert!(
+        stats.counters.lease_expiries > 0 && stats.counters.agents_revoked > 0,
+        "the run never expired a lease or revoked an agent"
+    );
+    assert!(stats.rejected_key_checks > 0, "no wrong key was ever tried");
+    // No task is held by two agents: each active task is in exactly one agent's set.
+    let mut holders: BTreeMap<TaskId, usize> = BTreeMap::new();
+    for agent in queue.agents().collect::<Vec<_>>() {
+        for id in queue.agent_tasks(agent).unwrap() {
+            *holders.entry(id).or_default() += 1;
+        }
+    }
+    assert!(holders.values().all(|&n| n == 1));
+    let active = stats.count(TaskStatus::Assigned) + stats.count(TaskStatus::InProgress);
+    assert_eq!(holders.len(), active);
+
+    // The recorded events, replayed in order on a fresh single-threaded queue, rebuild it.
+    let mut replay = Queue::new(config(), KeySource::from_seed([0; 32])).unwrap();
+    for event in log.into_inner() {
+        replay.apply(&event).unwrap();
+    }
+    let end = queue.clock_ms();
+    queue.advance(end);
+    replay.advance(end);
+    assert_eq!(replay.snapshot(), queue.snapshot());
+}
