@@ -50,6 +50,9 @@ pub struct Config {
     pub record_events: bool,
 }
 
+/// The smallest usable `max_url_len`: room for a short absolute URL such as `http://host/`.
+pub const MIN_URL_LEN: usize = 12;
+
 impl Default for Config {
     fn default() -> Config {
         Config {
@@ -73,7 +76,7 @@ impl Default for Config {
 
 impl Config {
     /// Checks that the configuration is usable: durations and attempts at least 1, bounds at
-    /// least 1 (the status history at least 2).
+    /// least 1 (the status history at least 2, the URL length at least [`MIN_URL_LEN`]).
     pub fn validate(&self) -> Result<(), Error> {
         let checks: [(bool, Field); 12] = [
             (self.lease_ms >= 1, Field::ConfigLease),
@@ -97,7 +100,10 @@ impl Config {
                 self.max_scanner_len >= 1,
                 Field::ConfigBound(Bound::ScannerLen),
             ),
-            (self.max_url_len >= 12, Field::ConfigBound(Bound::UrlLen)),
+            (
+                self.max_url_len >= MIN_URL_LEN,
+                Field::ConfigBound(Bound::UrlLen),
+            ),
             (
                 self.max_message_len >= 1,
                 Field::ConfigBound(Bound::MessageLen),

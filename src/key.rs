@@ -125,10 +125,6 @@ macro_rules! key_type {
                 self.0.as_str()
             }
 
-            #[allow(dead_code)]
-            pub(crate) fn selector(&self) -> u64 {
-                Secret::selector(&self.0 .0).unwrap_or(0)
-            }
         }
 
         impl fmt::Debug for $name {
@@ -168,6 +164,13 @@ key_type!(
     TaskKey,
     "TaskKey"
 );
+
+impl AgentKey {
+    /// The agent index's lookup value for this key (see `Secret::selector`).
+    pub(crate) fn selector(&self) -> u64 {
+        Secret::selector(&self.0.0).unwrap_or(0)
+    }
+}
 
 /// The selector of a presented key, if it is long enough to have one.
 pub(crate) fn presented_selector(presented: &str) -> Option<u64> {

@@ -103,7 +103,7 @@ mod time;
 
 pub use agent::RegisteredAgent;
 pub use assign::split_scanner_list;
-pub use config::Config;
+pub use config::{Config, MIN_URL_LEN};
 pub use error::{Bound, Error, Field};
 pub use event::Event;
 pub use ids::{AgentId, ApplicationId, ScanConfigId, TaskId};

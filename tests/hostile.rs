@@ -375,3 +375,78 @@ fn finished_tasks_past_their_bound_are_evicted_oldest_first() {
     assert_eq!(q.stats().counters.evicted, 1);
     q.check_invariants().unwrap();
 }
+
+#[test]
+fn unusable_configurations_are_refused_naming_the_setting() {
+    let cases: [(Config, Field); 5] = [
+        (
+            Config {
+                lease_ms: 0,
+                ..Config::default()
+            },
+            Field::ConfigLease,
+        ),
+        (
+            Config {
+                max_attempts: 0,
+                ..Config::default()
+            },
+            Field::ConfigMaxAttempts,
+        ),
+        (
+            Config {
+                max_open_tasks: 0,
+                ..Config::default()
+            },
+            Field::ConfigBound(Bound::OpenTasks),
+        ),
+        (
+            Config {
+                max_status_history: 1,
+                ..Config::default()
+            },
+            Field::ConfigBound(Bound::StatusHistory),
+        ),
+        (
+            Config {
+                max_url_len: scan_queue::MIN_URL_LEN - 1,
+                ..Config::default()
+            },
+            Field::ConfigBound(Bound::UrlLen),
+        ),
+    ];
+    for (config, field) in cases {
+        let expected = Error::InvalidInput {
+            field,
+            reason: "out of range",
+        };
+        assert_eq!(config.validate(), Err(expected.clone()));
+        let got = Queue::new(config, KeySource::from_seed([0; 32])).map(|_| ());
+        assert_eq!(got, Err(expected));
+    }
+    let at_minimum = Config {
+        max_url_len: scan_queue::MIN_URL_LEN,
+        max_status_history: 2,
+        ..Config::default()
+    };
+    assert_eq!(at_minimum.validate(), Ok(()));
+}
+
+#[test]
+fn exhausted_task_ids_refuse_new_scans_instead_of_reusing_an_id() {
+    // Reachable only from a crafted snapshot: every id up to u64::MAX - 1 given out and evicted.
+    let mut snapshot = queue(small()).snapshot();
+    snapshot.next_task_id = u64::MAX;
+    snapshot.counters.queued = u64::MAX - 1;
+    snapshot.counters.evicted = u64::MAX - 1;
+    let mut q = Queue::restore(small(), KeySource::from_seed([1; 32]), snapshot).unwrap();
+    refused(
+        &mut q,
+        T0,
+        Error::Inconsistent("task ids exhausted".into()),
+        |q| {
+            q.queue_scan(T0, NewScan::new(ApplicationId(1), ZAP))
+                .map(|t| t.id())
+        },
+    );
+}
