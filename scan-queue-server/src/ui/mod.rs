@@ -367,6 +367,12 @@ fn parse_task_id(raw: &str) -> Option<TaskId> {
     raw.parse::<u64>().ok().filter(|&id| id > 0).map(TaskId)
 }
 
+/// The task a path segment names, copied out under a brief lock, if it exists.
+fn task_detail(app: &App, raw_id: &str) -> Option<Detail> {
+    let id = parse_task_id(raw_id)?;
+    app.queue.lock().task(id).map(Detail::new)
+}
+
 fn not_found(ctx: Ctx<'_>, endpoint: &'static str, what: &str) -> Response {
     page(
         StatusCode::NOT_FOUND,
@@ -390,8 +396,7 @@ async fn detail(
         prefix,
         csrf: Some(&session.csrf),
     };
-    let found = parse_task_id(&id).and_then(|id| app.queue.lock().task(id).map(Detail::new));
-    match found {
+    match task_detail(&app, &id) {
         Some(d) => page(
             StatusCode::OK,
             view::detail(ctx, &d, flash(&query(&uri))),
@@ -420,8 +425,7 @@ async fn confirm_cancel(
         prefix,
         csrf: Some(&session.csrf),
     };
-    let Some(d) = parse_task_id(&id).and_then(|id| app.queue.lock().task(id).map(Detail::new))
-    else {
+    let Some(d) = task_detail(&app, &id) else {
         return not_found(ctx, "cancel", "No such task.");
     };
     let r = &d.row;
