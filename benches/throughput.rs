@@ -13,7 +13,10 @@
 //!   remove;
 //! - **peer cronoq-core**: its nearest cycle (submit → dispatch → complete) at the same backlogs;
 //! - **shared/Tt/lifecycle** and **shared/Tt/heartbeat10**: `SharedQueue` driven from T threads,
-//!   the full lifecycle, or 10 status updates per task before completing;
+//!   the full lifecycle, or 10 status updates per task before completing (updates and
+//!   completion through `SharedQueue`'s own methods, which run in parallel);
+//! - **one-lock/Tt/...**: the same work with every call under `SharedQueue::lock`, i.e. one
+//!   exclusive lock (the wrapper's previous design), for comparison in the same run;
 //! - **memory**: bytes allocated per queued task at the largest backlog, and how much of it comes
 //!   back when the tasks finish and are evicted.
 
@@ -223,12 +226,24 @@ fn bench_peer(s: &Sizes, backlog: usize) -> f64 {
     })
 }
 
-/// `SharedQueue` from `threads` threads, each running lifecycles with `updates` status updates.
-fn bench_shared(s: &Sizes, threads: usize, updates: usize) -> f64 {
+/// How the threads share the queue.
+#[derive(Clone, Copy)]
+enum Sharing {
+    /// `SharedQueue`: heartbeats and completions on the shared path.
+    Shared,
+    /// One exclusive lock for everything, i.e. one `Mutex<Queue>` (the wrapper's previous
+    /// design), same calls.
+    OneLock,
+}
+
+/// `threads` threads, each running lifecycles with `updates` status updates: queue and take
+/// a task, then the updates and the completion.
+fn bench_shared(s: &Sizes, sharing: Sharing, threads: usize, updates: usize) -> f64 {
     let (q, key) = queue_with_backlog(1_000);
     let shared = SharedQueue::new(q);
     let clock = AtomicU64::new(T0);
     let per_thread = s.iters / threads as u64;
+    let message = "This task is still in progress";
     // ns per lifecycle across all threads (wall time / total lifecycles).
     median_ns(s.samples, per_thread * threads as u64, |_| {
         std::thread::scope(|sc| {
@@ -238,6 +253,7 @@ fn bench_shared(s: &Sizes, threads: usize, updates: usize) -> f64 {
                         let now = clock.fetch_add(1, Ordering::Relaxed);
                         let (id, task_key) = {
                             let mut q = shared.lock();
+                            q.drain_events().for_each(|e| drop(black_box(e)));
                             q.queue_scan(now, NewScan::new(ApplicationId(1), SCANNER))
                                 .unwrap();
                             let t = q.request_task(now, &key, &[SCANNER], "").unwrap().unwrap();
@@ -250,21 +266,24 @@ fn bench_shared(s: &Sizes, threads: usize, updates: usize) -> f64 {
                                     .to_owned(),
                             )
                         };
-                        for _ in 0..updates {
-                            shared
-                                .lock()
-                                .update_status(
-                                    now,
-                                    id,
-                                    "This task is still in progress",
-                                    &key,
-                                    &task_key,
-                                )
-                                .unwrap();
+                        match sharing {
+                            Sharing::Shared => {
+                                for _ in 0..updates {
+                                    shared
+                                        .update_status(now, id, message, &key, &task_key)
+                                        .unwrap();
+                                }
+                                black_box(shared.complete_task(now, id, &key, &task_key).unwrap());
+                            }
+                            Sharing::OneLock => {
+                                for _ in 0..updates {
+                                    let mut q = shared.lock();
+                                    q.update_status(now, id, message, &key, &task_key).unwrap();
+                                }
+                                let mut q = shared.lock();
+                                black_box(q.complete_task(now, id, &key, &task_key).unwrap());
+                            }
                         }
-                        let mut q = shared.lock();
-                        black_box(q.complete_task(now, id, &key, &task_key).unwrap());
-                        q.drain_events().for_each(drop);
                     }
                 });
             }
@@ -348,18 +367,36 @@ fn main() {
         }
     }
     for (name, updates) in [("lifecycle", 1), ("heartbeat10", 10)] {
-        let one = bench_shared(&s, 1, updates);
+        let one = bench_shared(&s, Sharing::Shared, 1, updates);
         println!(
             "{:<34} {:>12.0} {:>10}",
             format!("shared/1t/{name}"),
             one,
             "1.00"
         );
+        let mut two = one;
         for threads in [2, 4] {
-            let t = bench_shared(&s, threads, updates);
+            let t = bench_shared(&s, Sharing::Shared, threads, updates);
+            let target = match (updates, threads) {
+                (1, _) => String::new(),
+                (_, 2) => " (target >= 1.50)".to_owned(),
+                _ => format!(" (target >= {:.2}: 2t's within 10%)", one / two / 1.1),
+            };
             println!(
-                "{:<34} {:>12.0} {:>10.2}  shared/1t speed-up (heartbeat10 target: 2t >= 1.50)",
+                "{:<34} {:>12.0} {:>10.2}  shared/1t speed-up{target}",
                 format!("shared/{threads}t/{name}"),
+                t,
+                one / t
+            );
+            if threads == 2 {
+                two = t;
+            }
+        }
+        for threads in [1, 2] {
+            let t = bench_shared(&s, Sharing::OneLock, threads, updates);
+            println!(
+                "{:<34} {:>12.0} {:>10.2}  shared/1t (everything under one lock, the old design)",
+                format!("one-lock/{threads}t/{name}"),
                 t,
                 one / t
             );

@@ -8,9 +8,9 @@ use crate::queue::Queue;
 use crate::status::TaskStatus;
 use crate::task::Task;
 
-/// Which agent call is being checked.
+/// Which agent call is being made.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Call {
+pub(crate) enum Call {
     Update,
     Complete,
     Fail,
@@ -25,10 +25,38 @@ impl Call {
             Call::Fail => Some(TaskStatus::CompleteFailed),
         }
     }
+
+    /// The status a task is in after this call succeeds on an active task.
+    pub(crate) fn status_after(self) -> TaskStatus {
+        self.terminal_status().unwrap_or(TaskStatus::InProgress)
+    }
+
+    /// The event a passed call commits at `now_ms` (already advanced to). The one place the
+    /// three calls' events are built, for [`Queue`]'s methods and
+    /// [`SharedQueue`](crate::SharedQueue)'s shared-lock path alike.
+    pub(crate) fn event(self, task: TaskId, message: String, now_ms: u64, lease_ms: u64) -> Event {
+        match self {
+            Call::Update => Event::StatusUpdated {
+                task,
+                message,
+                at_ms: now_ms,
+                lease_until_ms: now_ms.saturating_add(lease_ms),
+            },
+            Call::Complete => Event::TaskCompleted {
+                task,
+                at_ms: now_ms,
+            },
+            Call::Fail => Event::TaskFailed {
+                task,
+                reason: message,
+                at_ms: now_ms,
+            },
+        }
+    }
 }
 
 /// What a passed key check allows.
-enum Checked {
+pub(crate) enum Checked {
     /// Apply the call.
     Proceed,
     /// The same terminal call already succeeded with these keys: answer as then.
@@ -50,18 +78,7 @@ impl Queue {
         agent_key: &str,
         task_key: &str,
     ) -> Result<&Task, Error> {
-        let now_ms = self.advance(now_ms);
-        self.check_len(message, self.config.max_message_len, Bound::MessageLen)?;
-        let checked = self.check_agent_call(task, agent_key, task_key, Call::Update);
-        if let Checked::Proceed = self.note_rejection(checked)? {
-            self.commit(Event::StatusUpdated {
-                task,
-                message: message.to_owned(),
-                at_ms: now_ms,
-                lease_until_ms: now_ms.saturating_add(self.config.lease_ms),
-            });
-        }
-        self.tasks.get(&task).ok_or(Error::UnknownTask(task))
+        self.agent_call(now_ms, Call::Update, task, message, agent_key, task_key)
     }
 
     /// The agent completes the task: CompleteSuccessful, `endTime = now`, status message
@@ -82,15 +99,7 @@ impl Queue {
         agent_key: &str,
         task_key: &str,
     ) -> Result<&Task, Error> {
-        let now_ms = self.advance(now_ms);
-        let checked = self.check_agent_call(task, agent_key, task_key, Call::Complete);
-        if let Checked::Proceed = self.note_rejection(checked)? {
-            self.commit(Event::TaskCompleted {
-                task,
-                at_ms: now_ms,
-            });
-        }
-        self.tasks.get(&task).ok_or(Error::UnknownTask(task))
+        self.agent_call(now_ms, Call::Complete, task, "", agent_key, task_key)
     }
 
     /// The agent reports failure: CompleteFailed, `endTime = now`, and the status message
@@ -108,17 +117,45 @@ impl Queue {
         agent_key: &str,
         task_key: &str,
     ) -> Result<&Task, Error> {
+        self.agent_call(now_ms, Call::Fail, task, message, agent_key, task_key)
+    }
+
+    /// The three agent calls: advance time, check, commit the call's event.
+    fn agent_call(
+        &mut self,
+        now_ms: u64,
+        call: Call,
+        task: TaskId,
+        message: &str,
+        agent_key: &str,
+        task_key: &str,
+    ) -> Result<&Task, Error> {
         let now_ms = self.advance(now_ms);
         self.check_len(message, self.config.max_message_len, Bound::MessageLen)?;
-        let checked = self.check_agent_call(task, agent_key, task_key, Call::Fail);
+        let checked = self.check_agent_call(task, agent_key, task_key, call);
         if let Checked::Proceed = self.note_rejection(checked)? {
-            self.commit(Event::TaskFailed {
-                task,
-                reason: message.to_owned(),
-                at_ms: now_ms,
-            });
+            let event = call.event(task, message.to_owned(), now_ms, self.config.lease_ms);
+            self.commit(event);
         }
         self.tasks.get(&task).ok_or(Error::UnknownTask(task))
+    }
+
+    /// Whether the call would pass every check and change the task, judged on the state as
+    /// it is (no time advanced): [`SharedQueue`](crate::SharedQueue)'s shared-lock path. Any
+    /// other answer (an error, a repeat) is left to the full call under the exclusive lock.
+    pub(crate) fn passes_agent_call(
+        &self,
+        call: Call,
+        task: TaskId,
+        message: &str,
+        agent_key: &str,
+        task_key: &str,
+    ) -> bool {
+        message.len() <= self.config.max_message_len
+            && matches!(
+                self.check_agent_call(task, agent_key, task_key, call),
+                Ok(Checked::Proceed)
+            )
     }
 
     /// The key checks every agent call passes. Time has already been advanced, so a lease

@@ -1,5 +1,6 @@
 //! Randomness comes in from the embedder: a seed, or a CSPRNG it supplies.
 
+use parking_lot::Mutex;
 use rand::{CryptoRng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use std::fmt;
@@ -11,7 +12,10 @@ use std::fmt;
 /// platform and release), or any CSPRNG you trust ([`KeySource::from_rng`]), e.g. one seeded
 /// from the OS by the embedding server.
 pub struct KeySource {
-    rng: Box<dyn CryptoRng + Send>,
+    /// Behind a mutex only so that `KeySource` (and so [`Queue`](crate::Queue)) is `Sync` for
+    /// [`SharedQueue`](crate::SharedQueue)'s shared lock; the queue reaches it through `&mut`
+    /// (`get_mut`), which never locks.
+    rng: Mutex<Box<dyn CryptoRng + Send>>,
 }
 
 impl KeySource {
@@ -23,11 +27,13 @@ impl KeySource {
 
     /// Any cryptographically secure generator.
     pub fn from_rng<R: CryptoRng + Send + 'static>(rng: R) -> KeySource {
-        KeySource { rng: Box::new(rng) }
+        KeySource {
+            rng: Mutex::new(Box::new(rng)),
+        }
     }
 
     pub(crate) fn rng(&mut self) -> &mut dyn RngCore {
-        &mut *self.rng
+        &mut **self.rng.get_mut()
     }
 }
 

@@ -95,21 +95,20 @@ fn worker(shared: &SharedQueue, log: &Mutex<Vec<Event>>, clock: &AtomicU64, seed
                     _ => (agent_key, task_key),
                 };
                 let what = rng.random_range(0..10);
-                locked(&mut |q| {
-                    let before = q.task(id).map(|t| t.status());
-                    let result = match what {
-                        0..=5 => q.update_status(now, id, "progress", &agent_key, &task_key),
-                        6..=8 => q.complete_task(now, id, &agent_key, &task_key),
-                        _ => q.fail_task(now, id, "broken", &agent_key, &task_key),
-                    }
-                    .map(|t| t.status());
-                    if let Ok(after) = result
-                        && after.is_terminal()
-                        && before.is_some_and(|b| !b.is_terminal())
-                    {
+                // Through the wrapper's own methods: the shared path when it can decide the
+                // call, the exclusive lock when it cannot.
+                let result = match what {
+                    0..=5 => shared.update_status(now, id, "progress", &agent_key, &task_key),
+                    6..=8 => shared.complete_task(now, id, &agent_key, &task_key),
+                    _ => shared.fail_task(now, id, "broken", &agent_key, &task_key),
+                };
+                if let Ok(outcome) = result {
+                    assert_eq!(outcome.task, id);
+                    if outcome.status.is_terminal() && !outcome.repeated {
                         seen.finished.push((id.0, task_key.clone()));
                     }
-                });
+                    assert_eq!(outcome.status.is_terminal(), what >= 6);
+                }
                 if what >= 6 || rng.random_bool(0.05) {
                     held.swap_remove(i);
                 }
@@ -147,7 +146,10 @@ fn threads_hammering_one_queue_keep_every_invariant_and_replay_exactly() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
+    // The events the shared path decided after the last exclusive lock.
+    log.lock().extend(shared.lock().drain_events());
     let mut queue = shared.into_inner();
+    assert_eq!(queue.poll_event(), None);
     queue.check_invariants().unwrap();
 
     // Every first-time finish used a key that was handed out for that very task, and no task
