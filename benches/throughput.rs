@@ -14,9 +14,10 @@
 //! - **peer cronoq-core**: its nearest cycle (submit → dispatch → complete) at the same backlogs;
 //! - **shared/Tt/lifecycle** and **shared/Tt/heartbeat10**: `SharedQueue` driven from T threads,
 //!   the full lifecycle, or 10 status updates per task before completing (updates and
-//!   completion through `SharedQueue`'s own methods, which run in parallel);
-//! - **one-lock/Tt/...**: the same work with every call under `SharedQueue::lock`, i.e. one
-//!   exclusive lock (the wrapper's previous design), for comparison in the same run;
+//!   completion through `SharedQueue`'s own methods, which run in parallel; events taken
+//!   every 16 lifecycles, as a journal writer would);
+//! - **one-lock/Tt/...**: the same work with every call under one `parking_lot::Mutex<Queue>`
+//!   (the wrapper's previous design), for comparison in the same run;
 //! - **memory**: bytes allocated per queued task at the largest backlog, and how much of it comes
 //!   back when the tasks finish and are evicted.
 
@@ -26,7 +27,7 @@ use parking_lot::Mutex;
 use rand::SeedableRng;
 use rand::distr::{Alphanumeric, Distribution};
 use rand_chacha::ChaCha20Rng;
-use scan_queue::{ApplicationId, Config, KeySource, NewScan, Queue, SharedQueue};
+use scan_queue::{ApplicationId, Config, KeySource, NewScan, Queue, SharedQueue, Task};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::{HashMap, VecDeque};
 use std::hint::black_box;
@@ -229,59 +230,71 @@ fn bench_peer(s: &Sizes, backlog: usize) -> f64 {
 /// How the threads share the queue.
 #[derive(Clone, Copy)]
 enum Sharing {
-    /// `SharedQueue`: heartbeats and completions on the shared path.
+    /// `SharedQueue`'s own methods: heartbeats and completions on its shared path.
     Shared,
-    /// One exclusive lock for everything, i.e. one `Mutex<Queue>` (the wrapper's previous
-    /// design), same calls.
+    /// One `parking_lot::Mutex<Queue>` for every call (the wrapper's previous design).
     OneLock,
 }
 
-/// `threads` threads, each running lifecycles with `updates` status updates: queue and take
-/// a task, then the updates and the completion.
+/// `threads` threads, each running lifecycles with `updates` status updates: queue a scan,
+/// take a task, the updates, complete. Events are taken in batches, as a journal would.
 fn bench_shared(s: &Sizes, sharing: Sharing, threads: usize, updates: usize) -> f64 {
     let (q, key) = queue_with_backlog(1_000);
-    let shared = SharedQueue::new(q);
+    let (shared, one_lock) = match sharing {
+        Sharing::Shared => (Some(SharedQueue::new(q)), None),
+        Sharing::OneLock => (None, Some(Mutex::new(q))),
+    };
     let clock = AtomicU64::new(T0);
     let per_thread = s.iters / threads as u64;
     let message = "This task is still in progress";
+    let scan = || NewScan::new(ApplicationId(1), SCANNER);
+    let task_key = |t: &Task| {
+        t.assignment()
+            .unwrap()
+            .task_key()
+            .expose_secret()
+            .to_owned()
+    };
     // ns per lifecycle across all threads (wall time / total lifecycles).
     median_ns(s.samples, per_thread * threads as u64, |_| {
         std::thread::scope(|sc| {
             for _ in 0..threads {
                 sc.spawn(|| {
-                    for _ in 0..per_thread {
+                    let mut events = Vec::new();
+                    for i in 0..per_thread {
                         let now = clock.fetch_add(1, Ordering::Relaxed);
-                        let (id, task_key) = {
-                            let mut q = shared.lock();
-                            q.drain_events().for_each(|e| drop(black_box(e)));
-                            q.queue_scan(now, NewScan::new(ApplicationId(1), SCANNER))
-                                .unwrap();
-                            let t = q.request_task(now, &key, &[SCANNER], "").unwrap().unwrap();
-                            (
-                                t.id(),
-                                t.assignment()
-                                    .unwrap()
-                                    .task_key()
-                                    .expose_secret()
-                                    .to_owned(),
-                            )
-                        };
-                        match sharing {
-                            Sharing::Shared => {
-                                for _ in 0..updates {
-                                    shared
-                                        .update_status(now, id, message, &key, &task_key)
-                                        .unwrap();
-                                }
-                                black_box(shared.complete_task(now, id, &key, &task_key).unwrap());
+                        if let Some(shared) = &shared {
+                            shared.queue_scan(now, scan()).unwrap();
+                            let t = shared.request_task(now, &key, &[SCANNER], "").unwrap();
+                            let t = t.unwrap();
+                            let (id, task_key) = (t.id(), task_key(&t));
+                            for _ in 0..updates {
+                                shared
+                                    .update_status(now, id, message, &key, &task_key)
+                                    .unwrap();
                             }
-                            Sharing::OneLock => {
-                                for _ in 0..updates {
-                                    let mut q = shared.lock();
-                                    q.update_status(now, id, message, &key, &task_key).unwrap();
-                                }
-                                let mut q = shared.lock();
-                                black_box(q.complete_task(now, id, &key, &task_key).unwrap());
+                            black_box(shared.complete_task(now, id, &key, &task_key).unwrap());
+                            if i % 16 == 15 {
+                                shared.drain_events(&mut events);
+                                events.drain(..).for_each(|e| drop(black_box(e)));
+                            }
+                        }
+                        if let Some(one_lock) = &one_lock {
+                            let (id, task_key) = {
+                                let mut q = one_lock.lock();
+                                q.queue_scan(now, scan()).unwrap();
+                                let t = q.request_task(now, &key, &[SCANNER], "").unwrap();
+                                let t = t.unwrap();
+                                (t.id(), task_key(t))
+                            };
+                            for _ in 0..updates {
+                                let mut q = one_lock.lock();
+                                q.update_status(now, id, message, &key, &task_key).unwrap();
+                            }
+                            let mut q = one_lock.lock();
+                            black_box(q.complete_task(now, id, &key, &task_key).unwrap());
+                            if i % 16 == 15 {
+                                q.drain_events().for_each(|e| drop(black_box(e)));
                             }
                         }
                     }
@@ -395,7 +408,7 @@ fn main() {
         for threads in [1, 2] {
             let t = bench_shared(&s, Sharing::OneLock, threads, updates);
             println!(
-                "{:<34} {:>12.0} {:>10.2}  shared/1t (everything under one lock, the old design)",
+                "{:<34} {:>12.0} {:>10.2}  shared/1t (one Mutex<Queue>, the old design)",
                 format!("one-lock/{threads}t/{name}"),
                 t,
                 one / t

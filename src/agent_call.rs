@@ -140,24 +140,6 @@ impl Queue {
         self.tasks.get(&task).ok_or(Error::UnknownTask(task))
     }
 
-    /// Whether the call would pass every check and change the task, judged on the state as
-    /// it is (no time advanced): [`SharedQueue`](crate::SharedQueue)'s shared-lock path. Any
-    /// other answer (an error, a repeat) is left to the full call under the exclusive lock.
-    pub(crate) fn passes_agent_call(
-        &self,
-        call: Call,
-        task: TaskId,
-        message: &str,
-        agent_key: &str,
-        task_key: &str,
-    ) -> bool {
-        message.len() <= self.config.max_message_len
-            && matches!(
-                self.check_agent_call(task, agent_key, task_key, call),
-                Ok(Checked::Proceed)
-            )
-    }
-
     /// The key checks every agent call passes. Time has already been advanced, so a lease
     /// that ran out by `now` has already been taken back.
     fn check_agent_call(

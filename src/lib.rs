@@ -111,7 +111,7 @@ pub use key::{AgentKey, KEY_LEN, TaskKey};
 pub use queue::Queue;
 pub use rng::KeySource;
 pub use scan::NewScan;
-pub use shared::{MAX_PENDING, Outcome, SharedQueue};
+pub use shared::{MAX_PENDING, Outcome, PathCounts, QueueGuard, SHARDS, SharedQueue};
 pub use snapshot::{AgentRecord, SNAPSHOT_FORMAT, Snapshot};
 pub use stats::{Counters, Stats};
 pub use status::TaskStatus;

@@ -75,6 +75,10 @@ pub struct Queue {
     pub(crate) rejected_key_checks: u64,
     /// Events not yet taken by [`Queue::poll_event`].
     pub(crate) events: VecDeque<Event>,
+    /// Where evicted tasks go instead of being dropped on the spot, when set:
+    /// [`SharedQueue`](crate::SharedQueue) drops them after releasing its lock.
+    #[allow(clippy::vec_box)] // the slab's own boxes, moved as they are
+    pub(crate) graveyard: Option<Vec<Box<Task>>>,
 }
 
 /// The per-scanner index.
@@ -153,6 +157,7 @@ impl Queue {
             counters: Counters::default(),
             rejected_key_checks: 0,
             events: VecDeque::new(),
+            graveyard: None,
         })
     }
 
@@ -604,9 +609,12 @@ impl Queue {
             let Some(id) = self.finished.pop_front() else {
                 break;
             };
-            if let Some(task) = self.tasks.remove(&id) {
+            if let Some(task) = self.tasks.take(&id) {
                 self.by_status[task.status].remove(&id);
                 self.counters.evicted = self.counters.evicted.saturating_add(1);
+                if let Some(graveyard) = &mut self.graveyard {
+                    graveyard.push(task);
+                }
             }
         }
         // Give memory back after a burst.
@@ -753,6 +761,14 @@ impl Queue {
             (Some(a), Some(q)) => Some(a.min(q)),
             (a, q) => a.or(q),
         }
+    }
+
+    /// The tasks with a timer entry due by `now_ms` (what [`advance`](Queue::advance) to
+    /// `now_ms` would look at first), for [`SharedQueue`](crate::SharedQueue).
+    pub(crate) fn timers_due_by(&self, now_ms: u64) -> impl Iterator<Item = TaskId> + '_ {
+        self.timers
+            .range(..=(now_ms, TaskId(u64::MAX)))
+            .map(|(_, id)| *id)
     }
 
     pub(crate) fn bound(&self, bound: crate::Bound) -> Error {

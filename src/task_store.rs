@@ -128,16 +128,22 @@ impl TaskStore {
     }
 
     /// Takes a task out.
+    #[cfg(test)]
     pub(crate) fn remove(&mut self, id: &TaskId) -> Option<Task> {
+        self.take(id).map(|t| *t)
+    }
+
+    /// Takes a task out, still boxed (so that it can be dropped elsewhere).
+    pub(crate) fn take(&mut self, id: &TaskId) -> Option<Box<Task>> {
         if let Some(i) = self.slot(*id)
             && let Some(slot) = self.slots.get_mut(i)
             && let Some(task) = slot.take()
         {
             self.in_slots -= 1;
             self.trim_front();
-            return Some(*task);
+            return Some(task);
         }
-        self.stragglers.remove(id).map(|t| *t)
+        self.stragglers.remove(id)
     }
 
     /// Keeps the slab dense: drops empty slots at the front, and moves the oldest live tasks

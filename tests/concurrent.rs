@@ -8,7 +8,8 @@ use parking_lot::Mutex;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use scan_queue::{
-    ApplicationId, Config, Event, KeySource, NewScan, Queue, SharedQueue, TaskId, TaskStatus,
+    ApplicationId, Config, Event, KeySource, NewScan, PathCounts, Queue, SharedQueue, TaskId,
+    TaskStatus,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,10 +19,12 @@ const T0: u64 = 1_700_000_000_000;
 const THREADS: u64 = 4;
 const OPS_PER_THREAD: usize = 10_000;
 
-fn config() -> Config {
+/// `lease_ms` short: leases run out all the time (most agent calls are then refused, on the
+/// exclusive path); long: the shared path decides most calls.
+fn config(lease_ms: u64) -> Config {
     Config {
-        lease_ms: 200,
-        task_deadline_ms: 5_000,
+        lease_ms,
+        task_deadline_ms: 25 * lease_ms,
         max_attempts: 2,
         max_open_tasks: 400,
         max_finished_tasks: 300,
@@ -40,47 +43,85 @@ struct Seen {
     finished: Vec<(u64, String)>,
 }
 
-fn worker(shared: &SharedQueue, log: &Mutex<Vec<Event>>, clock: &AtomicU64, seed: u64) -> Seen {
+fn worker(
+    shared: &SharedQueue,
+    log: &Mutex<Vec<Event>>,
+    clock: &AtomicU64,
+    seed: u64,
+    lease_ms: u64,
+) -> Seen {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut seen = Seen::default();
     let mut agents: Vec<(scan_queue::AgentId, String)> = Vec::new();
     let mut held: Vec<(TaskId, String, String)> = Vec::new(); // (task, agent key, task key)
-    // Runs one operation under the lock and records its events in commit order.
+    // Runs operations under the exclusive guard and records the events in commit order (the
+    // log's lock is always taken before the queue's).
     let locked = |f: &mut dyn FnMut(&mut Queue)| {
+        let mut log = log.lock();
         let mut q = shared.lock();
         f(&mut q);
-        log.lock().extend(q.drain_events());
+        log.extend(q.drain_events());
     };
+    // After a call through the wrapper's own methods: take the events committed so far.
+    let drain = || shared.drain_events(&mut log.lock());
     for _ in 0..OPS_PER_THREAD {
         let now = clock.fetch_add(rng.random_range(0..12), Ordering::Relaxed);
+        // Some exclusive operations through the guard, most through the wrapper.
+        let guard = rng.random_bool(0.1);
         match rng.random_range(0..100) {
-            0..=17 => locked(&mut |q| {
+            0..=17 => {
                 let scanner = SCANNERS[rng.random_range(0..SCANNERS.len())];
-                let _ = q.queue_scan(now, NewScan::new(ApplicationId(1), scanner));
-            }),
-            18..=21 => locked(&mut |q| {
-                if let Ok(a) = q.register_agent(now) {
+                let scan = NewScan::new(ApplicationId(1), scanner);
+                if guard {
+                    locked(&mut |q| drop(q.queue_scan(now, scan)));
+                } else {
+                    let _ = shared.queue_scan(now, scan);
+                    drain();
+                }
+            }
+            18..=21 => {
+                let agent = if guard {
+                    let mut agent = None;
+                    locked(&mut |q| agent = q.register_agent(now).ok());
+                    agent
+                } else {
+                    let agent = shared.register_agent(now).ok();
+                    drain();
+                    agent
+                };
+                if let Some(a) = agent {
                     agents.push((a.id, a.key.expose_secret().to_owned()));
                 }
-            }),
+            }
             22..=41 if !agents.is_empty() => {
                 let key = agents[rng.random_range(0..agents.len())].1.clone();
                 let n = rng.random_range(1..=SCANNERS.len());
-                locked(&mut |q| {
-                    if let Ok(Some(t)) = q.request_task(now, &key, &SCANNERS[..n], "cfg") {
-                        let tk = t
-                            .assignment()
-                            .unwrap()
-                            .task_key()
-                            .expose_secret()
-                            .to_owned();
-                        seen.assigned
-                            .entry(t.id().0)
-                            .or_default()
-                            .insert(tk.clone());
-                        held.push((t.id(), key.clone(), tk));
-                    }
-                });
+                let task = if guard {
+                    let mut task = None;
+                    locked(&mut |q| {
+                        if let Ok(Some(t)) = q.request_task(now, &key, &SCANNERS[..n], "cfg") {
+                            task = Some(t.clone());
+                        }
+                    });
+                    task
+                } else {
+                    let task = shared.request_task(now, &key, &SCANNERS[..n], "cfg");
+                    drain();
+                    task.ok().flatten()
+                };
+                if let Some(t) = task {
+                    let tk = t
+                        .assignment()
+                        .unwrap()
+                        .task_key()
+                        .expose_secret()
+                        .to_owned();
+                    seen.assigned
+                        .entry(t.id().0)
+                        .or_default()
+                        .insert(tk.clone());
+                    held.push((t.id(), key.clone(), tk));
+                }
             }
             42..=79 if !held.is_empty() => {
                 let i = rng.random_range(0..held.len());
@@ -95,6 +136,12 @@ fn worker(shared: &SharedQueue, log: &Mutex<Vec<Event>>, clock: &AtomicU64, seed
                     _ => (agent_key, task_key),
                 };
                 let what = rng.random_range(0..10);
+                // Sometimes from a clock running ahead (past leases other calls just set).
+                let now = if rng.random_bool(0.1) {
+                    now + rng.random_range(0..2 * lease_ms)
+                } else {
+                    now
+                };
                 // Through the wrapper's own methods: the shared path when it can decide the
                 // call, the exclusive lock when it cannot.
                 let result = match what {
@@ -113,26 +160,56 @@ fn worker(shared: &SharedQueue, log: &Mutex<Vec<Event>>, clock: &AtomicU64, seed
                     held.swap_remove(i);
                 }
             }
-            80..=85 => locked(&mut |q| {
-                let id = TaskId(rng.random_range(1..=q.stats().counters.queued.max(1)));
-                let _ = q.cancel_task(now, id);
-            }),
+            80..=85 => {
+                let id = TaskId(rng.random_range(1..=clock.load(Ordering::Relaxed) % 500 + 1));
+                if guard {
+                    locked(&mut |q| drop(q.cancel_task(now, id)));
+                } else {
+                    let _ = shared.cancel_task(now, id);
+                    drain();
+                }
+            }
             86..=87 if !agents.is_empty() => {
                 let (id, _) = agents.swap_remove(rng.random_range(0..agents.len()));
-                locked(&mut |q| {
-                    let _ = q.revoke_agent(now, id);
-                });
+                if guard {
+                    locked(&mut |q| drop(q.revoke_agent(now, id)));
+                } else {
+                    let _ = shared.revoke_agent(now, id);
+                    drain();
+                }
             }
-            _ => locked(&mut |q| {
-                q.advance(now + rng.random_range(0..300));
-            }),
+            _ => {
+                let to = now + rng.random_range(0..300);
+                if guard {
+                    locked(&mut |q| {
+                        q.advance(to);
+                    });
+                } else {
+                    shared.advance(to);
+                    drain();
+                }
+            }
         }
     }
     seen
 }
 
 #[test]
-fn threads_hammering_one_queue_keep_every_invariant_and_replay_exactly() {
+fn threads_hammering_one_queue_with_short_leases_keep_every_invariant_and_replay_exactly() {
+    let paths = hammer(200);
+    assert!(paths.shared > 100 && paths.exclusive > 1_000, "{paths:?}");
+}
+
+#[test]
+fn threads_hammering_one_queue_with_long_leases_keep_every_invariant_and_replay_exactly() {
+    // Most calls the exclusive path gets here are refusals (revoked agents' tasks, wrong keys).
+    let paths = hammer(20_000);
+    assert!(paths.shared > 2_000, "{paths:?}");
+}
+
+/// Runs the workers, checks everything, and returns how the agent calls were decided.
+fn hammer(lease_ms: u64) -> PathCounts {
+    let config = || config(lease_ms);
     let queue = Queue::new(config(), KeySource::from_seed([11; 32])).unwrap();
     let shared = SharedQueue::new(queue);
     let log = Mutex::new(Vec::new());
@@ -141,13 +218,14 @@ fn threads_hammering_one_queue_keep_every_invariant_and_replay_exactly() {
         let handles: Vec<_> = (0..THREADS)
             .map(|t| {
                 let (shared, log, clock) = (&shared, &log, &clock);
-                s.spawn(move || worker(shared, log, clock, 100 + t))
+                s.spawn(move || worker(shared, log, clock, 100 + t, lease_ms))
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    // The events the shared path decided after the last exclusive lock.
-    log.lock().extend(shared.lock().drain_events());
+    let paths = shared.path_counts();
+    // The events the shared path decided after the last exclusive operation.
+    shared.drain_events(&mut log.lock());
     let mut queue = shared.into_inner();
     assert_eq!(queue.poll_event(), None);
     queue.check_invariants().unwrap();
@@ -210,4 +288,5 @@ fn threads_hammering_one_queue_keep_every_invariant_and_replay_exactly() {
     queue.advance(end);
     replay.advance(end);
     assert_eq!(replay.snapshot(), queue.snapshot());
+    paths
 }
