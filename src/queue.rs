@@ -79,6 +79,13 @@ pub struct Queue {
     /// [`SharedQueue`](crate::SharedQueue) drops them after releasing its lock.
     #[allow(clippy::vec_box)] // the slab's own boxes, moved as they are
     pub(crate) graveyard: Option<Vec<Box<Task>>>,
+    /// Lazy lease renewals, when set ([`SharedQueue`](crate::SharedQueue) only): a status
+    /// update that only moves an in-progress task's timer later leaves its timer entry where
+    /// it was, and the task is noted here with the instant of that entry. The entry is moved
+    /// when it comes due (`advance`), when the task changes otherwise (`change`), or by
+    /// [`Queue::fix_timers`]. Until then `timers` holds an early entry for the task: the
+    /// next timer may be early (never late), and `check_invariants` fails.
+    pub(crate) lazy_timers: Option<FxHashMap<TaskId, u64>>,
 }
 
 /// The per-scanner index.
@@ -158,6 +165,7 @@ impl Queue {
             rejected_key_checks: 0,
             events: VecDeque::new(),
             graveyard: None,
+            lazy_timers: None,
         })
     }
 
@@ -260,7 +268,7 @@ impl Queue {
     /// nothing. Events applied here are not queued for [`poll_event`](Queue::poll_event).
     pub fn apply(&mut self, event: &Event) -> Result<(), Error> {
         self.validate_event(event)?;
-        self.commit_inner(&mut event.clone(), false);
+        self.commit_inner(&mut event.clone(), false, None);
         Ok(())
     }
 
@@ -280,9 +288,16 @@ impl Queue {
     }
 
     /// Applies a checked event and records it for the embedder.
-    pub(crate) fn commit(&mut self, mut event: Event) {
+    pub(crate) fn commit(&mut self, event: Event) {
+        self.commit_prepared(event, None);
+    }
+
+    /// [`commit`](Queue::commit), with the task's copy of the event's message (status
+    /// update, failure reason) already made, when it was made outside the lock
+    /// ([`SharedQueue`](crate::SharedQueue)).
+    pub(crate) fn commit_prepared(&mut self, mut event: Event, copy: Option<Box<str>>) {
         let record = self.config.record_events;
-        self.commit_inner(&mut event, record);
+        self.commit_inner(&mut event, record, copy);
         if record {
             self.events.push_back(event);
         }
@@ -291,12 +306,15 @@ impl Queue {
     /// The only code that mutates state. `event` has been checked (by the operation that
     /// built it, or by `validate_event`); what cannot happen is skipped, never panicked on.
     /// With `keep`, the event is kept (for the outbox) and its strings are copied into the
-    /// task; without, they are moved out of it, and it is left for the caller to drop.
-    fn commit_inner(&mut self, event: &mut Event, keep: bool) {
+    /// task (or `copy` is used, if given); without, they are moved out of it, and it is left
+    /// for the caller to drop.
+    fn commit_inner(&mut self, event: &mut Event, keep: bool, mut copy: Option<Box<str>>) {
         self.clock_ms = self.clock_ms.max(event.at_ms());
         let max_history = self.config.max_status_history;
-        let for_task = |s: &mut String| -> Box<str> {
-            if keep {
+        let mut for_task = |s: &mut String| -> Box<str> {
+            if let Some(copy) = copy.take() {
+                copy
+            } else if keep {
                 Box::from(s.as_str())
             } else {
                 std::mem::take(s).into_boxed_str()
@@ -484,14 +502,66 @@ impl Queue {
         }
     }
 
-    /// Runs `f` on a task, then moves it in every index to match its new state.
+    /// Runs `f` on a task, then moves it in every index to match its new state (but see
+    /// `lazy_timers`).
     fn change(&mut self, id: TaskId, f: impl FnOnce(&mut Task)) {
         let Some(task) = self.tasks.get_mut(&id) else {
             return;
         };
-        let old = IndexKey::of(task);
+        let mut old = IndexKey::of(task);
         f(task);
+        if let Some(lazy) = &mut self.lazy_timers {
+            let new = IndexKey::of(task);
+            // What the timer set holds for the task.
+            let indexed = lazy.get(&id).copied();
+            if indexed.is_some() {
+                old.timer = indexed;
+            }
+            if let Some(at) = old.timer
+                && new.status == TaskStatus::InProgress
+                && old.status == new.status
+                && old.holder == new.holder
+                && new.timer.is_some_and(|t| t >= at)
+            {
+                lazy.entry(id).or_insert(at);
+                return;
+            }
+            if indexed.is_some() {
+                lazy.remove(&id);
+            }
+        }
         self.reindex(id, Some(old), true);
+    }
+
+    /// Moves every lazily renewed task's timer entry to its true instant, so that the timers
+    /// are exact again (see `lazy_timers`).
+    pub(crate) fn fix_timers(&mut self) {
+        let Some(lazy) = &mut self.lazy_timers else {
+            return;
+        };
+        for (id, at) in lazy.drain() {
+            self.timers.remove(&(at, id));
+            if let Some(t) = self.tasks.get(&id).and_then(Task::timer_ms) {
+                self.timers.insert((t, id));
+            }
+        }
+    }
+
+    /// Moves one lazily renewed task's early timer entry `(at_ms, id)` to its true instant;
+    /// false if it is not such an entry.
+    pub(crate) fn fix_timer(&mut self, at_ms: u64, id: TaskId) -> bool {
+        let Some(lazy) = &mut self.lazy_timers else {
+            return false;
+        };
+        if lazy.get(&id) != Some(&at_ms) {
+            return false;
+        }
+        lazy.remove(&id);
+        self.timers.remove(&(at_ms, id));
+        if let Some(t) = self.tasks.get(&id).and_then(Task::timer_ms) {
+            self.timers.insert((t, id));
+        }
+        true
     }
 
     /// Brings every index in line with task `id`'s state, given what the indexes held for it

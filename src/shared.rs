@@ -107,6 +107,7 @@ pub struct SharedQueue {
     /// Copies of the queue's configuration, for the shared path.
     lease_ms: u64,
     max_message_len: usize,
+    record_events: bool,
     /// The least time from an operation's `now` to any timer it can create.
     min_timer_ms: u64,
 }
@@ -118,7 +119,7 @@ struct Padded<T>(T);
 struct Core {
     queue: Queue,
     /// An empty vector with capacity, swapped with `Pending::events` to commit them.
-    spare: Vec<Event>,
+    spare: Vec<(Event, Option<Box<str>>)>,
 }
 
 /// What the shared path needs to decide a call on an active task.
@@ -137,8 +138,9 @@ struct Pending {
     blocked: bool,
     /// Entries in all shards.
     entries: usize,
-    /// In the order decided (the linearization order).
-    events: Vec<Event>,
+    /// In the order decided (the linearization order), each with the task's copy of its
+    /// message when the queue keeps events (made here, outside the queue's lock).
+    events: Vec<(Event, Option<Box<str>>)>,
     paths: PathCounts,
 }
 
@@ -217,6 +219,7 @@ impl Drop for QueueGuard<'_> {
         if let Some(graveyard) = &mut self.core.queue.graveyard {
             graveyard.clear();
         }
+        self.core.queue.lazy_timers = Some(FxHashMap::default());
     }
 }
 
@@ -240,8 +243,10 @@ impl SharedQueue {
     /// Wraps a queue.
     pub fn new(mut queue: Queue) -> SharedQueue {
         queue.graveyard = Some(Vec::new());
+        queue.lazy_timers = Some(FxHashMap::default());
         let config = queue.config();
         let (lease_ms, max_message_len) = (config.lease_ms, config.max_message_len);
+        let record_events = config.record_events;
         let min_timer_ms = config.lease_ms.min(config.task_deadline_ms);
         let pending = Pending {
             clock_ms: queue.clock_ms(),
@@ -260,6 +265,7 @@ impl SharedQueue {
             pending: Padded(Mutex::new(pending)),
             lease_ms,
             max_message_len,
+            record_events,
             min_timer_ms,
         }
     }
@@ -268,9 +274,12 @@ impl SharedQueue {
     /// decided on the shared path (so the queue is up to date and their events are ready for
     /// [`Queue::poll_event`]). Agent calls wait until the guard drops. Keep it briefly.
     pub fn lock(&self) -> QueueGuard<'_> {
-        let mut core = lock_spinning(&self.core);
+        let mut core = self.core.lock();
         self.pending.0.lock().blocked = true;
         self.commit_pending(&mut core, None);
+        // The guard's queue is a plain one: exact timers, no lazy renewals.
+        core.queue.fix_timers();
+        core.queue.lazy_timers = None;
         QueueGuard { core, shared: self }
     }
 
@@ -278,8 +287,9 @@ impl SharedQueue {
     /// path (calls decided meanwhile take effect after this read). Cheaper than
     /// [`lock`](SharedQueue::lock) when nothing is to change.
     pub fn read<R>(&self, f: impl FnOnce(&Queue) -> R) -> R {
-        let mut core = lock_spinning(&self.core);
+        let mut core = self.core.lock();
         self.commit_pending(&mut core, None);
+        core.queue.fix_timers();
         let out = f(&core.queue);
         release(core);
         out
@@ -289,10 +299,12 @@ impl SharedQueue {
     pub fn into_inner(self) -> Queue {
         let SharedQueue { core, pending, .. } = self;
         let mut queue = core.into_inner().queue;
-        queue.graveyard = None;
-        for event in pending.0.into_inner().events {
-            queue.commit(event);
+        for (event, copy) in pending.0.into_inner().events {
+            queue.commit_prepared(event, copy);
         }
+        queue.fix_timers();
+        queue.lazy_timers = None;
+        queue.graveyard = None;
         queue
     }
 
@@ -300,7 +312,7 @@ impl SharedQueue {
     /// without stopping the shared path: for a journal. Events decided after this call come
     /// after these.
     pub fn drain_events(&self, into: &mut Vec<Event>) {
-        let mut core = lock_spinning(&self.core);
+        let mut core = self.core.lock();
         self.commit_pending(&mut core, None);
         into.extend(core.queue.drain_events());
         release(core);
@@ -464,6 +476,7 @@ impl SharedQueue {
         if message.len() > self.max_message_len {
             return None;
         }
+        let copy = (self.record_events && call != Call::Complete).then(|| Box::from(message));
         let message = message.to_owned();
         let mut shard = self.shard(task).lock();
         let entry = shard.get(&task)?;
@@ -483,9 +496,8 @@ impl SharedQueue {
             {
                 return None;
             }
-            pending
-                .events
-                .push(call.event(task, message, now_ms, self.lease_ms));
+            let event = call.event(task, message, now_ms, self.lease_ms);
+            pending.events.push((event, copy));
             pending.clock_ms = now_ms;
             pending.paths.shared = pending.paths.shared.saturating_add(1);
             if status.is_terminal() {
@@ -517,7 +529,7 @@ impl SharedQueue {
         touches: impl FnOnce(&Queue) -> Vec<TaskId>,
         op: impl FnOnce(&mut Queue, u64) -> (R, Option<TaskId>),
     ) -> R {
-        let mut core = lock_spinning(&self.core);
+        let mut core = self.core.lock();
         let now_ms = self.commit_pending(&mut core, Some(now_ms));
         // The tasks this operation may change while they are active: remove their entries,
         // then commit what the shared path decided on them before it saw the removal.
@@ -571,8 +583,8 @@ impl SharedQueue {
                 latest
             }
         };
-        for event in spare.drain(..) {
-            queue.commit(event);
+        for (event, copy) in spare.drain(..) {
+            queue.commit_prepared(event, copy);
         }
         now_ms
     }
@@ -594,23 +606,6 @@ fn release(mut core: MutexGuard<'_, Core>) {
     drop(dead);
 }
 
-/// Locks `mutex`, spinning a little first: the sections here are short (a microsecond or
-/// two), shorter than a trip through the scheduler, which `parking_lot` takes after a few
-/// spins.
-fn lock_spinning<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    for _ in 0..SPINS {
-        if !mutex.is_locked()
-            && let Some(guard) = mutex.try_lock()
-        {
-            return guard;
-        }
-        std::hint::spin_loop();
-    }
-    mutex.lock()
-}
-
-const SPINS: usize = 2000;
-
 /// The entry for a task, if it is active (assigned or in progress) with a live holder.
 fn entry_for(queue: &Queue, id: TaskId) -> Option<Entry> {
     let task = queue.task(id)?;
@@ -622,4 +617,50 @@ fn entry_for(queue: &Queue, id: TaskId) -> Option<Entry> {
         agent_key: queue.agents.get(&assignment.agent())?.key.clone(),
         task_key: assignment.task_key().clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SharedQueue;
+    use crate::{ApplicationId, Config, KeySource, NewScan, Queue};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// While a guard is alive, an agent call that the shared path could otherwise decide
+    /// waits for it (the guard's holder sees and changes a queue nobody else changes).
+    #[test]
+    fn a_guard_holds_agent_calls_until_it_drops() {
+        let queue = Queue::new(Config::default(), KeySource::from_seed([3; 32])).unwrap();
+        let shared = SharedQueue::new(queue);
+        let agent = shared.register_agent(1_000).unwrap();
+        let agent_key = agent.key.expose_secret();
+        shared
+            .queue_scan(1_000, NewScan::new(ApplicationId(1), "zap"))
+            .unwrap();
+        let task = shared
+            .request_task(1_000, agent_key, &["zap"], "")
+            .unwrap()
+            .unwrap();
+        let task_key = task.assignment().unwrap().task_key().expose_secret();
+        // The shared path decides this one.
+        shared
+            .update_status(1_001, task.id(), "a", agent_key, task_key)
+            .unwrap();
+        assert_eq!(shared.path_counts().shared, 1);
+
+        let dropped = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let guard = shared.lock();
+            let call = s.spawn(|| {
+                shared
+                    .update_status(1_002, task.id(), "b", agent_key, task_key)
+                    .unwrap();
+                dropped.load(Ordering::SeqCst)
+            });
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            dropped.store(true, Ordering::SeqCst);
+            drop(guard);
+            assert!(call.join().unwrap(), "the call was decided under the guard");
+        });
+        assert_eq!(shared.lock().task(task.id()).unwrap().history().len(), 4);
+    }
 }
