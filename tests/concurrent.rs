@@ -61,7 +61,7 @@ fn worker(
         let mut q = shared.lock();
         f(&mut q);
         // The guard's queue is a plain, consistent one, whatever the shared path did.
-        if q.stats().counters.queued % 16 == 0 {
+        if q.stats().counters.queued.is_multiple_of(16) {
             q.check_invariants().unwrap();
         }
         log.extend(q.drain_events());
