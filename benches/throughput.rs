@@ -265,9 +265,9 @@ fn bench_shared(s: &Sizes, sharing: Sharing, threads: usize, updates: usize) -> 
                         let now = clock.fetch_add(1, Ordering::Relaxed);
                         if let Some(shared) = &shared {
                             shared.queue_scan(now, scan()).unwrap();
-                            let t = shared.request_task(now, &key, &[SCANNER], "").unwrap();
-                            let t = t.unwrap();
-                            let (id, task_key) = (t.id(), task_key(&t));
+                            let t = shared
+                                .request_task(now, &key, &[SCANNER], "", |t| (t.id(), task_key(t)));
+                            let (id, task_key) = t.unwrap().unwrap();
                             for _ in 0..updates {
                                 shared
                                     .update_status(now, id, message, &key, &task_key)

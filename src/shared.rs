@@ -85,7 +85,8 @@ pub const SHARDS: usize = 64;
 ///             let agent = shared.register_agent(1_000).unwrap();
 ///             let agent_key = agent.key.expose_secret();
 ///             shared.queue_scan(1_000, NewScan::new(ApplicationId(1), zap)).unwrap();
-///             let task = shared.request_task(1_000, agent_key, &[zap], "").unwrap().unwrap();
+///             let task = shared.request_task(1_000, agent_key, &[zap], "", Clone::clone);
+///             let task = task.unwrap().unwrap();
 ///             let task_key = task.assignment().unwrap().task_key().expose_secret();
 ///             // Heartbeats and completions of the two tasks run in parallel.
 ///             for i in 0..10 {
@@ -341,23 +342,36 @@ impl SharedQueue {
         )
     }
 
-    /// [`Queue::request_task`]; returns a copy of the task taken (with its task key).
-    pub fn request_task<S: AsRef<str>>(
+    /// [`Queue::request_task`]; `read` gets the task taken, under the lock, and returns what
+    /// the caller needs of it (its id and task key, or `Task::clone` for everything).
+    ///
+    /// ```
+    /// # use scan_queue::{ApplicationId, Config, KeySource, NewScan, Queue, SharedQueue};
+    /// # let shared = SharedQueue::new(Queue::new(Config::default(), KeySource::from_seed([0; 32])).unwrap());
+    /// # let agent = shared.register_agent(1_000).unwrap();
+    /// # shared.queue_scan(1_000, NewScan::new(ApplicationId(1), "zap")).unwrap();
+    /// let taken = shared.request_task(1_000, agent.key.expose_secret(), &["zap"], "", |t| {
+    ///     (t.id(), t.assignment().unwrap().task_key().clone())
+    /// });
+    /// assert!(taken.unwrap().is_some());
+    /// ```
+    pub fn request_task<S: AsRef<str>, R>(
         &self,
         now_ms: u64,
         agent_key: &str,
         scanners: &[S],
         agent_config: &str,
-    ) -> Result<Option<Task>, Error> {
+        read: impl FnOnce(&Task) -> R,
+    ) -> Result<Option<R>, Error> {
         self.exclusive(
             now_ms,
             |_| Vec::new(),
             |q, now| match q.request_task(now, agent_key, scanners, agent_config) {
-                Ok(task) => {
-                    let task = task.cloned();
-                    let id = task.as_ref().map(Task::id);
-                    (Ok(task), id)
+                Ok(Some(task)) => {
+                    let id = task.id();
+                    (Ok(Some(read(task))), Some(id))
                 }
+                Ok(None) => (Ok(None), None),
                 Err(e) => (Err(e), None),
             },
         )
@@ -637,7 +651,7 @@ mod tests {
             .queue_scan(1_000, NewScan::new(ApplicationId(1), "zap"))
             .unwrap();
         let task = shared
-            .request_task(1_000, agent_key, &["zap"], "")
+            .request_task(1_000, agent_key, &["zap"], "", Clone::clone)
             .unwrap()
             .unwrap();
         let task_key = task.assignment().unwrap().task_key().expose_secret();

@@ -109,7 +109,7 @@ fn worker(
                     });
                     task
                 } else {
-                    let task = shared.request_task(now, &key, &SCANNERS[..n], "cfg");
+                    let task = shared.request_task(now, &key, &SCANNERS[..n], "cfg", Clone::clone);
                     drain();
                     task.ok().flatten()
                 };
@@ -333,7 +333,10 @@ fn shared_queue_answers_as_the_plain_queue_does() {
                     let a = plain
                         .request_task(at, &key, &SCANNERS, "cfg")
                         .map(|t| t.cloned());
-                    assert_eq!(a, shared.request_task(at, &key, &SCANNERS, "cfg"));
+                    assert_eq!(
+                        a,
+                        shared.request_task(at, &key, &SCANNERS, "cfg", Clone::clone)
+                    );
                     if let Ok(Some(t)) = a {
                         let tk = t.assignment().unwrap().task_key().expose_secret();
                         held.push((t.id(), key, tk.to_owned()));
