@@ -1,0 +1,247 @@
+//! Arbitrary operation sequences (the `operations` target's input) on a plain `Queue` and,
+//! one call at a time, on a `SharedQueue` through its own methods: every answer, error and
+//! event is the same, and the state too whenever the wrapper's guard looks (every few steps
+//! and at the end). The shared path, its lazy lease renewals and its fall-backs to the
+//! exclusive path must be invisible.
+
+#![no_main]
+
+use arbitrary::Arbitrary;
+use libfuzzer_sys::fuzz_target;
+use scan_queue::{
+    ApplicationId, Config, KeySource, NewScan, Queue, ScanConfigId, SharedQueue, TaskId,
+};
+
+const SCANNERS: [&str; 3] = ["OWASP Zed Attack Proxy", "Burp Suite Pro", "zap"];
+
+/// A key as the fuzzer presents it: one the queue minted (by index) or arbitrary text.
+#[derive(Arbitrary, Debug)]
+enum KeyChoice {
+    Agent(u8),
+    Task(u8),
+    Raw(String),
+}
+
+#[derive(Arbitrary, Debug)]
+enum Op {
+    Queue {
+        app: u64,
+        scanner: u8,
+        raw_scanner: Option<String>,
+        url: Option<String>,
+        config: Option<u64>,
+    },
+    Register,
+    Request {
+        agent: KeyChoice,
+        scanners: Vec<u8>,
+        raw: Option<String>,
+        config: String,
+    },
+    Update {
+        task: u64,
+        message: String,
+        agent: KeyChoice,
+        key: KeyChoice,
+    },
+    Complete {
+        task: u64,
+        agent: KeyChoice,
+        key: KeyChoice,
+    },
+    Fail {
+        task: u64,
+        message: String,
+        agent: KeyChoice,
+        key: KeyChoice,
+    },
+    Cancel {
+        task: u64,
+    },
+    Revoke {
+        agent: u8,
+    },
+    Tick {
+        ms: u32,
+    },
+    Jump {
+        now: u64,
+    },
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    seed: [u8; 32],
+    small: bool,
+    ops: Vec<(u16, Op)>,
+}
+
+fn pick(agents: &[(scan_queue::AgentId, String)], task_keys: &[String], c: &KeyChoice) -> String {
+    match c {
+        KeyChoice::Agent(i) if !agents.is_empty() => agents[*i as usize % agents.len()].1.clone(),
+        KeyChoice::Task(i) if !task_keys.is_empty() => {
+            task_keys[*i as usize % task_keys.len()].clone()
+        }
+        KeyChoice::Raw(s) => s.clone(),
+        _ => String::new(),
+    }
+}
+
+fuzz_target!(|input: Input| {
+    let config = if input.small {
+        Config {
+            lease_ms: 50,
+            task_deadline_ms: 400,
+            max_attempts: 2,
+            max_open_tasks: 8,
+            max_finished_tasks: 4,
+            max_agents: 3,
+            max_scanners: 2,
+            max_scanners_per_request: 3,
+            max_scanner_len: 24,
+            max_url_len: 40,
+            max_message_len: 16,
+            max_agent_config_len: 16,
+            max_status_history: 3,
+            record_events: true,
+        }
+    } else {
+        Config::default()
+    };
+    let mut plain = Queue::new(config.clone(), KeySource::from_seed(input.seed)).unwrap();
+    let shared = SharedQueue::new(Queue::new(config, KeySource::from_seed(input.seed)).unwrap());
+    let mut agents: Vec<(scan_queue::AgentId, String)> = Vec::new();
+    let mut task_keys: Vec<String> = Vec::new();
+    let mut now: u64 = 1_000;
+    for (i, (step, op)) in input.ops.into_iter().take(200).enumerate() {
+        now = now.saturating_add(u64::from(step % 64));
+        match &op {
+            Op::Queue {
+                app,
+                scanner,
+                raw_scanner,
+                url,
+                config,
+            } => {
+                let name = raw_scanner
+                    .as_deref()
+                    .unwrap_or(SCANNERS[*scanner as usize % 3]);
+                let scan = NewScan {
+                    application: ApplicationId(*app % 4),
+                    scanner: name,
+                    target_url: url.as_deref(),
+                    scan_config: config.map(ScanConfigId),
+                };
+                let a = plain.queue_scan(now, scan).map(|t| t.id());
+                assert_eq!(a, shared.queue_scan(now, scan), "{op:?}");
+            }
+            Op::Register => {
+                let a = plain.register_agent(now);
+                assert_eq!(a, shared.register_agent(now));
+                if let Ok(a) = a {
+                    agents.push((a.id, a.key.expose_secret().to_owned()));
+                }
+            }
+            Op::Request {
+                agent,
+                scanners,
+                raw,
+                config,
+            } => {
+                let key = pick(&agents, &task_keys, agent);
+                let mut names: Vec<&str> =
+                    scanners.iter().map(|i| SCANNERS[*i as usize % 3]).collect();
+                if let Some(r) = raw {
+                    names.push(r);
+                }
+                let a = plain
+                    .request_task(now, &key, &names, config)
+                    .map(|t| t.cloned());
+                let b = shared.request_task(now, &key, &names, config, Clone::clone);
+                assert_eq!(a, b, "{op:?}");
+                if let Ok(Some(task)) = a {
+                    let a = task.assignment().expect("assigned task has an assignment");
+                    task_keys.push(a.task_key().expose_secret().to_owned());
+                }
+            }
+            Op::Update {
+                task,
+                message,
+                agent,
+                key,
+            } => {
+                let (id, agent, key) = (
+                    TaskId(*task % 16),
+                    pick(&agents, &task_keys, agent),
+                    pick(&agents, &task_keys, key),
+                );
+                let a = plain.update_status(now, id, message, &agent, &key);
+                let b = shared.update_status(now, id, message, &agent, &key);
+                assert_eq!(a.map(|t| t.status()), b.map(|o| o.status), "{op:?}");
+            }
+            Op::Complete { task, agent, key } => {
+                let (id, agent, key) = (
+                    TaskId(*task % 16),
+                    pick(&agents, &task_keys, agent),
+                    pick(&agents, &task_keys, key),
+                );
+                let a = plain.complete_task(now, id, &agent, &key);
+                let b = shared.complete_task(now, id, &agent, &key);
+                assert_eq!(a.map(|t| t.status()), b.map(|o| o.status), "{op:?}");
+            }
+            Op::Fail {
+                task,
+                message,
+                agent,
+                key,
+            } => {
+                let (id, agent, key) = (
+                    TaskId(*task % 16),
+                    pick(&agents, &task_keys, agent),
+                    pick(&agents, &task_keys, key),
+                );
+                let a = plain.fail_task(now, id, message, &agent, &key);
+                let b = shared.fail_task(now, id, message, &agent, &key);
+                assert_eq!(a.map(|t| t.status()), b.map(|o| o.status), "{op:?}");
+            }
+            Op::Cancel { task } => {
+                let id = TaskId(*task % 16);
+                let a = plain.cancel_task(now, id).map(|t| t.status());
+                assert_eq!(a, shared.cancel_task(now, id), "{op:?}");
+            }
+            Op::Revoke { agent } => {
+                let id = if agents.is_empty() {
+                    scan_queue::AgentId(Default::default())
+                } else {
+                    agents[*agent as usize % agents.len()].0
+                };
+                assert_eq!(plain.revoke_agent(now, id), shared.revoke_agent(now, id));
+            }
+            Op::Tick { ms } => {
+                now = now.saturating_add(u64::from(*ms));
+                assert_eq!(plain.advance(now), shared.advance(now));
+            }
+            Op::Jump { now: t } => {
+                let at = plain.advance(*t);
+                assert_eq!(at, shared.advance(*t));
+                now = at;
+            }
+        }
+        if i % 4 == 3 {
+            let guard = shared.lock();
+            if let Err(e) = guard.check_invariants() {
+                panic!("invariant broken after {op:?}: {e}");
+            }
+            assert_eq!(guard.stats(), plain.stats(), "after {op:?}");
+            assert_eq!(guard.next_deadline_ms(), plain.next_deadline_ms());
+            assert_eq!(guard.snapshot(), plain.snapshot(), "after {op:?}");
+        }
+    }
+    let mut events = Vec::new();
+    shared.drain_events(&mut events);
+    assert_eq!(events, plain.drain_events().collect::<Vec<_>>());
+    let queue = shared.into_inner();
+    queue.check_invariants().expect("invariants at the end");
+    assert_eq!(queue.next_deadline_ms(), plain.next_deadline_ms());
+    assert_eq!(queue.snapshot(), plain.snapshot());
+});
