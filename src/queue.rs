@@ -384,7 +384,6 @@ impl Queue {
                     lease_lost_by: None,
                     // Most queued tasks never get a second entry; don't reserve four.
                     history: Vec::with_capacity(1),
-                    next_status_id: 1,
                 };
                 new.push_status(at_ms, StatusMessage::Queued { at_ms }, max_history);
                 self.tasks.insert(task, new);

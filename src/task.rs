@@ -32,9 +32,9 @@ pub struct Task {
     /// The agent whose lease ran out most recently, to tell it why its call is refused.
     /// Boxed: rarely set, and 8 bytes instead of 17 in every task (serde sees through `Box`).
     pub(crate) lease_lost_by: Option<Box<AgentId>>,
+    /// Never empty once queued. Entry ids are per task, from 1, one more than the last
+    /// entry's (gaps show dropped entries); the next id is not stored.
     pub(crate) history: Vec<StatusEntry>,
-    /// Id of the next status entry (ids are per task, from 1; gaps show dropped entries).
-    pub(crate) next_status_id: u64,
 }
 
 /// An agent's hold on a task.
@@ -267,16 +267,12 @@ impl Task {
     }
 
     pub(crate) fn push_status(&mut self, at_ms: u64, message: StatusMessage, max: usize) {
+        let id = self.history.last().map_or(1, |e| e.id.saturating_add(1));
         if self.history.len() >= max {
             let excess = self.history.len() + 1 - max;
             self.history.drain(..excess.min(self.history.len()));
         }
-        self.history.push(StatusEntry {
-            id: self.next_status_id,
-            at_ms,
-            message,
-        });
-        self.next_status_id = self.next_status_id.saturating_add(1);
+        self.history.push(StatusEntry { id, at_ms, message });
     }
 }
 
@@ -285,6 +281,6 @@ mod tests {
     /// Every queued task pays for these bytes; see BENCHMARKS.md (memory per queued task).
     #[test]
     fn task_size() {
-        assert!(std::mem::size_of::<super::Task>() <= 168);
+        assert!(std::mem::size_of::<super::Task>() <= 160);
     }
 }

@@ -219,7 +219,6 @@ mod tests {
             assignment: None,
             lease_lost_by: None,
             history: Vec::new(),
-            next_status_id: 1,
         }
     }
 
