@@ -3,106 +3,13 @@
 
 #![no_main]
 
-use arbitrary::Arbitrary;
+mod input;
+
+use input::{Input, Op, SCANNERS, pick};
 use libfuzzer_sys::fuzz_target;
-use scan_queue::{ApplicationId, Config, KeySource, NewScan, Queue, ScanConfigId, TaskId};
-
-const SCANNERS: [&str; 3] = ["OWASP Zed Attack Proxy", "Burp Suite Pro", "zap"];
-
-/// A key as the fuzzer presents it: one the queue minted (by index) or arbitrary text.
-#[derive(Arbitrary, Debug)]
-enum KeyChoice {
-    Agent(u8),
-    Task(u8),
-    Raw(String),
-}
-
-#[derive(Arbitrary, Debug)]
-enum Op {
-    Queue {
-        app: u64,
-        scanner: u8,
-        raw_scanner: Option<String>,
-        url: Option<String>,
-        config: Option<u64>,
-    },
-    Register,
-    Request {
-        agent: KeyChoice,
-        scanners: Vec<u8>,
-        raw: Option<String>,
-        config: String,
-    },
-    Update {
-        task: u64,
-        message: String,
-        agent: KeyChoice,
-        key: KeyChoice,
-    },
-    Complete {
-        task: u64,
-        agent: KeyChoice,
-        key: KeyChoice,
-    },
-    Fail {
-        task: u64,
-        message: String,
-        agent: KeyChoice,
-        key: KeyChoice,
-    },
-    Cancel {
-        task: u64,
-    },
-    Revoke {
-        agent: u8,
-    },
-    Tick {
-        ms: u32,
-    },
-    Jump {
-        now: u64,
-    },
-}
-
-#[derive(Arbitrary, Debug)]
-struct Input {
-    seed: [u8; 32],
-    small: bool,
-    ops: Vec<(u16, Op)>,
-}
-
-fn pick(agents: &[(scan_queue::AgentId, String)], task_keys: &[String], c: &KeyChoice) -> String {
-    match c {
-        KeyChoice::Agent(i) if !agents.is_empty() => agents[*i as usize % agents.len()].1.clone(),
-        KeyChoice::Task(i) if !task_keys.is_empty() => {
-            task_keys[*i as usize % task_keys.len()].clone()
-        }
-        KeyChoice::Raw(s) => s.clone(),
-        _ => String::new(),
-    }
-}
-
+use scan_queue::{ApplicationId, KeySource, NewScan, Queue, ScanConfigId, TaskId};
 fuzz_target!(|input: Input| {
-    let config = if input.small {
-        Config {
-            lease_ms: 50,
-            task_deadline_ms: 400,
-            max_attempts: 2,
-            max_open_tasks: 8,
-            max_finished_tasks: 4,
-            max_agents: 3,
-            max_scanners: 2,
-            max_scanners_per_request: 3,
-            max_scanner_len: 24,
-            max_url_len: 40,
-            max_message_len: 16,
-            max_agent_config_len: 16,
-            max_status_history: 3,
-            record_events: true,
-        }
-    } else {
-        Config::default()
-    };
+    let config = input::config(input.small);
     let mut queue = Queue::new(config, KeySource::from_seed(input.seed)).unwrap();
     let mut agents: Vec<(scan_queue::AgentId, String)> = Vec::new();
     let mut task_keys: Vec<String> = Vec::new();
