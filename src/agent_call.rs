@@ -56,7 +56,7 @@ impl Call {
 }
 
 /// What a passed key check allows.
-pub(crate) enum Checked {
+enum Checked {
     /// Apply the call.
     Proceed,
     /// The same terminal call already succeeded with these keys: answer as then.

@@ -45,6 +45,15 @@
 //! `next_due_ms`, so no expiry is due before it. Time is taken under `pending`, so events are
 //! appended in time order, and an exclusive operation moves that clock to its own `now`
 //! before it runs, so events decided during it come after its own.
+//!
+//! Inside the wrapper the queue commits heartbeats as *lazy renewals* (the task's timer entry
+//! stays early, noted in `Queue::lazy_timers`, and is moved when it comes due or the task
+//! changes otherwise), and its timers are made exact before it is handed out ([`lock`],
+//! [`read`], [`into_inner`]). Tasks evicted under `core` are freed after it is released.
+//!
+//! [`lock`]: SharedQueue::lock
+//! [`read`]: SharedQueue::read
+//! [`into_inner`]: SharedQueue::into_inner
 
 use crate::agent::RegisteredAgent;
 use crate::agent_call::Call;
