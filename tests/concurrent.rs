@@ -210,7 +210,7 @@ fn threads_hammering_one_queue_with_short_leases_keep_every_invariant_and_replay
 fn threads_hammering_one_queue_with_long_leases_keep_every_invariant_and_replay_exactly() {
     // Most calls the exclusive path gets here are refusals (revoked agents' tasks, wrong keys).
     let paths = hammer(20_000);
-    assert!(paths.shared > 2_000, "{paths:?}");
+    assert!(paths.shared > 1_000, "{paths:?}");
 }
 
 /// Runs the workers, checks everything, and returns how the agent calls were decided.
