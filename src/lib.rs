@@ -59,6 +59,15 @@
 //!
 //! Time never runs backwards inside the queue: an earlier `now_ms` counts as the latest seen.
 //!
+//! ## From many threads
+//!
+//! [`SharedQueue`] wraps a `Queue` for many threads: status updates, completions and failures
+//! of different tasks are decided in parallel, without the queue's lock; every other
+//! operation, and [`SharedQueue::lock`] (the plain queue under a guard), takes it. The same
+//! contract holds (take events with [`SharedQueue::drain_events`], wake up for
+//! [`Queue::next_deadline_ms`] through [`SharedQueue::read`] and call
+//! [`SharedQueue::advance`]). The crate itself still starts no thread.
+//!
 //! ## Secrets
 //!
 //! Agent keys and task keys ([`AgentKey`], [`TaskKey`]) are 44 characters of `[A-Za-z0-9]`
