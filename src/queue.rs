@@ -539,10 +539,7 @@ impl Queue {
             return;
         };
         for (id, at) in lazy.drain() {
-            self.timers.remove(&(at, id));
-            if let Some(t) = self.tasks.get(&id).and_then(Task::timer_ms) {
-                self.timers.insert((t, id));
-            }
+            move_timer(&mut self.timers, &self.tasks, at, id);
         }
     }
 
@@ -556,10 +553,7 @@ impl Queue {
             return false;
         }
         lazy.remove(&id);
-        self.timers.remove(&(at_ms, id));
-        if let Some(t) = self.tasks.get(&id).and_then(Task::timer_ms) {
-            self.timers.insert((t, id));
-        }
+        move_timer(&mut self.timers, &self.tasks, at_ms, id);
         true
     }
 
@@ -865,6 +859,14 @@ impl Queue {
             return Err(self.bound(bound));
         }
         Ok(())
+    }
+}
+
+/// Moves a lazily renewed task's timer entry from `at_ms` to the task's true timer instant.
+fn move_timer(timers: &mut BTreeSet<(u64, TaskId)>, tasks: &TaskStore, at_ms: u64, id: TaskId) {
+    timers.remove(&(at_ms, id));
+    if let Some(t) = tasks.get(&id).and_then(Task::timer_ms) {
+        timers.insert((t, id));
     }
 }
 
