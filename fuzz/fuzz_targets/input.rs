@@ -2,7 +2,7 @@
 //! a sequence of operations, with keys chosen among those the queue minted or arbitrary.
 
 use arbitrary::Arbitrary;
-use scan_queue::Config;
+use scan_queue::{AgentId, ApplicationId, Config, NewScan, ScanConfigId};
 
 pub const SCANNERS: [&str; 3] = ["OWASP Zed Attack Proxy", "Burp Suite Pro", "zap"];
 
@@ -104,5 +104,41 @@ pub fn config(small: bool) -> Config {
         }
     } else {
         Config::default()
+    }
+}
+
+/// The scan an [`Op::Queue`] asks for.
+pub fn new_scan<'a>(
+    app: u64,
+    scanner: u8,
+    raw_scanner: &'a Option<String>,
+    url: &'a Option<String>,
+    config: Option<u64>,
+) -> NewScan<'a> {
+    NewScan {
+        application: ApplicationId(app % 4),
+        scanner: raw_scanner
+            .as_deref()
+            .unwrap_or(SCANNERS[scanner as usize % 3]),
+        target_url: url.as_deref(),
+        scan_config: config.map(ScanConfigId),
+    }
+}
+
+/// The scanner names an [`Op::Request`] presents.
+pub fn scanner_names<'a>(scanners: &[u8], raw: &'a Option<String>) -> Vec<&'a str> {
+    let mut names: Vec<&str> = scanners.iter().map(|i| SCANNERS[*i as usize % 3]).collect();
+    if let Some(r) = raw {
+        names.push(r);
+    }
+    names
+}
+
+/// The agent an [`Op::Revoke`] names: a registered one, or an unknown id if there is none.
+pub fn agent_id(agents: &[(AgentId, String)], i: u8) -> AgentId {
+    if agents.is_empty() {
+        AgentId(Default::default())
+    } else {
+        agents[i as usize % agents.len()].0
     }
 }

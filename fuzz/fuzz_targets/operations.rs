@@ -5,9 +5,9 @@
 
 mod input;
 
-use input::{Input, Op, SCANNERS, pick};
+use input::{Input, Op, pick};
 use libfuzzer_sys::fuzz_target;
-use scan_queue::{ApplicationId, KeySource, NewScan, Queue, ScanConfigId, TaskId};
+use scan_queue::{KeySource, Queue, TaskId};
 fuzz_target!(|input: Input| {
     let config = input::config(input.small);
     let mut queue = Queue::new(config, KeySource::from_seed(input.seed)).unwrap();
@@ -28,15 +28,7 @@ fuzz_target!(|input: Input| {
                 url,
                 config,
             } => {
-                let name = raw_scanner
-                    .as_deref()
-                    .unwrap_or(SCANNERS[*scanner as usize % 3]);
-                let scan = NewScan {
-                    application: ApplicationId(*app % 4),
-                    scanner: name,
-                    target_url: url.as_deref(),
-                    scan_config: config.map(ScanConfigId),
-                };
+                let scan = input::new_scan(*app, *scanner, raw_scanner, url, *config);
                 queue.queue_scan(now, scan).is_err()
             }
             Op::Register => match queue.register_agent(now) {
@@ -53,11 +45,7 @@ fuzz_target!(|input: Input| {
                 config,
             } => {
                 let key = pick(&agents, &task_keys, agent);
-                let mut names: Vec<&str> =
-                    scanners.iter().map(|i| SCANNERS[*i as usize % 3]).collect();
-                if let Some(r) = raw {
-                    names.push(r);
-                }
+                let names = input::scanner_names(scanners, raw);
                 match queue.request_task(now, &key, &names, config) {
                     Ok(Some(task)) => {
                         let a = task.assignment().expect("assigned task has an assignment");
@@ -106,11 +94,7 @@ fuzz_target!(|input: Input| {
                 .is_err(),
             Op::Cancel { task } => queue.cancel_task(now, TaskId(*task % 16)).is_err(),
             Op::Revoke { agent } => {
-                let id = if agents.is_empty() {
-                    scan_queue::AgentId(Default::default())
-                } else {
-                    agents[*agent as usize % agents.len()].0
-                };
+                let id = input::agent_id(&agents, *agent);
                 queue.revoke_agent(now, id).is_err()
             }
             Op::Tick { ms } => {

@@ -8,9 +8,9 @@
 
 mod input;
 
-use input::{Input, Op, SCANNERS, pick};
+use input::{Input, Op, pick};
 use libfuzzer_sys::fuzz_target;
-use scan_queue::{ApplicationId, KeySource, NewScan, Queue, ScanConfigId, SharedQueue, TaskId};
+use scan_queue::{KeySource, Queue, SharedQueue, TaskId};
 fuzz_target!(|input: Input| {
     let config = input::config(input.small);
     let mut plain = Queue::new(config.clone(), KeySource::from_seed(input.seed)).unwrap();
@@ -28,15 +28,7 @@ fuzz_target!(|input: Input| {
                 url,
                 config,
             } => {
-                let name = raw_scanner
-                    .as_deref()
-                    .unwrap_or(SCANNERS[*scanner as usize % 3]);
-                let scan = NewScan {
-                    application: ApplicationId(*app % 4),
-                    scanner: name,
-                    target_url: url.as_deref(),
-                    scan_config: config.map(ScanConfigId),
-                };
+                let scan = input::new_scan(*app, *scanner, raw_scanner, url, *config);
                 let a = plain.queue_scan(now, scan).map(|t| t.id());
                 assert_eq!(a, shared.queue_scan(now, scan), "{op:?}");
             }
@@ -54,11 +46,7 @@ fuzz_target!(|input: Input| {
                 config,
             } => {
                 let key = pick(&agents, &task_keys, agent);
-                let mut names: Vec<&str> =
-                    scanners.iter().map(|i| SCANNERS[*i as usize % 3]).collect();
-                if let Some(r) = raw {
-                    names.push(r);
-                }
+                let names = input::scanner_names(scanners, raw);
                 let a = plain
                     .request_task(now, &key, &names, config)
                     .map(|t| t.cloned());
@@ -115,11 +103,7 @@ fuzz_target!(|input: Input| {
                 assert_eq!(a, shared.cancel_task(now, id), "{op:?}");
             }
             Op::Revoke { agent } => {
-                let id = if agents.is_empty() {
-                    scan_queue::AgentId(Default::default())
-                } else {
-                    agents[*agent as usize % agents.len()].0
-                };
+                let id = input::agent_id(&agents, *agent);
                 assert_eq!(plain.revoke_agent(now, id), shared.revoke_agent(now, id));
             }
             Op::Tick { ms } => {
