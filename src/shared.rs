@@ -686,4 +686,37 @@ mod tests {
         });
         assert_eq!(shared.lock().task(task.id()).unwrap().history().len(), 4);
     }
+
+    /// With no exclusive operation to commit it, the log stops at `MAX_PENDING` events: the
+    /// calls after that take the exclusive path (which commits the log), and `read` sees
+    /// every call committed.
+    #[test]
+    fn a_full_log_sends_calls_the_exclusive_way() {
+        let queue = Queue::new(Config::default(), KeySource::from_seed([4; 32])).unwrap();
+        let shared = SharedQueue::new(queue);
+        let agent = shared.register_agent(1_000).unwrap();
+        let agent_key = agent.key.expose_secret();
+        shared
+            .queue_scan(1_000, NewScan::new(ApplicationId(1), "zap"))
+            .unwrap();
+        let (id, task_key) = shared
+            .request_task(1_000, agent_key, &["zap"], "", |t| {
+                let key = t.assignment().unwrap().task_key();
+                (t.id(), key.expose_secret().to_owned())
+            })
+            .unwrap()
+            .unwrap();
+        let calls = super::MAX_PENDING + 10;
+        for i in 0..calls {
+            shared
+                .update_status(1_001 + i as u64, id, "scanning", agent_key, &task_key)
+                .unwrap();
+        }
+        let paths = shared.path_counts();
+        assert_eq!(paths.shared + paths.exclusive, calls as u64);
+        // The first exclusive call committed the full log; the rest fit in the log again.
+        assert_eq!(paths.exclusive, 1);
+        let updates = shared.read(|q| q.stats().counters.status_updates);
+        assert_eq!(updates, calls as u64);
+    }
 }
