@@ -7,7 +7,7 @@
 //!
 //! The server is a thin layer. It reads the clock, parses ThreadFix's parameters (query
 //! string, url-encoded body or multipart, alike), checks the API key, runs one core operation
-//! under the queue's lock ([`SharedQueue`](scan_queue::SharedQueue)), stores uploaded files,
+//! under the queue's lock (one `Mutex<Queue>`), stores uploaded files,
 //! and renders ThreadFix's JSON ([`wire`]). A background timer sleeps until the queue's next
 //! deadline and applies it.
 //!

@@ -7,7 +7,7 @@ use crate::journal::{Durability, Journal};
 use crate::scanners::Scanners;
 use crate::store::{ConfigStore, DataDir};
 use parking_lot::Mutex;
-use scan_queue::{AgentId, Event, KeySource, Queue, SharedQueue, TaskId, TaskStatus};
+use scan_queue::{AgentId, Event, KeySource, Queue, TaskId, TaskStatus};
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -59,7 +59,8 @@ impl ServerConfig {
 /// The state every request handler shares.
 #[derive(Debug)]
 pub(crate) struct App {
-    pub(crate) queue: SharedQueue,
+    /// The core, behind one lock (as quinn keeps quinn-proto): every operation is short.
+    pub(crate) queue: Mutex<Queue>,
     pub(crate) clock: Clock,
     pub(crate) api_key: ApiKey,
     pub(crate) scanners: Scanners,
@@ -279,7 +280,7 @@ impl Server {
         };
         Ok(Server {
             app: Arc::new(App {
-                queue: SharedQueue::new(queue),
+                queue: Mutex::new(queue),
                 clock,
                 api_key: config.api_key,
                 scanners: config.scanners,
@@ -342,9 +343,10 @@ impl Server {
         served
     }
 
-    /// The queue, to inspect (or drive) it directly. Keep the lock briefly.
-    pub fn queue(&self) -> &SharedQueue {
-        &self.app.queue
+    /// The queue, to inspect (read only: every change goes through the API, so it is
+    /// journaled). Holds the queue's lock until dropped: keep it briefly.
+    pub fn queue(&self) -> impl std::ops::Deref<Target = Queue> + '_ {
+        ReadOnly(self.app.queue.lock())
     }
 
     /// Where completed tasks' result files are.
@@ -355,5 +357,15 @@ impl Server {
     /// Makes the timer look at the next deadline again now (after moving a manual clock).
     pub fn wake_timer(&self) {
         self.app.timer.notify_one();
+    }
+}
+
+/// A lock guard that only reads.
+struct ReadOnly<'a>(parking_lot::MutexGuard<'a, Queue>);
+
+impl std::ops::Deref for ReadOnly<'_> {
+    type Target = Queue;
+    fn deref(&self) -> &Queue {
+        &self.0
     }
 }

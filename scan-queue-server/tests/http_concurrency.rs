@@ -57,7 +57,7 @@ async fn eight_agents_take_500_tasks_each_exactly_once() {
     let all: BTreeSet<u64> = (1..=TASKS).collect();
     assert_eq!(taken_by.keys().copied().collect::<BTreeSet<_>>(), all);
     assert!(busy_agents > 1, "only one agent ever got work");
-    let stats = s.server.queue().lock().stats();
+    let stats = s.server.queue().stats();
     assert_eq!(stats.counters.completions, TASKS);
     assert_eq!(stats.counters.assignments, TASKS);
     assert_eq!(stats.open_tasks(), 0);

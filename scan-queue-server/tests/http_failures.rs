@@ -21,7 +21,7 @@ async fn one_assigned() -> (TestServer, String, String) {
 }
 
 fn status(s: &TestServer, id: u64) -> TaskStatus {
-    s.server.queue().lock().task(TaskId(id)).unwrap().status()
+    s.server.queue().task(TaskId(id)).unwrap().status()
 }
 
 #[tokio::test]
@@ -71,7 +71,7 @@ async fn api_key_missing_wrong_or_given_as_a_parameter() {
     )
     .await;
     assert_failure(&r, "Authentication failed, check your API Key.");
-    assert_eq!(s.server.queue().lock().stats().open_tasks(), 0);
+    assert_eq!(s.server.queue().stats().open_tasks(), 0);
 
     // The right key as `apiKey`: in the query, in an url-encoded body, in a multipart field.
     let r = json(
@@ -97,7 +97,7 @@ async fn api_key_missing_wrong_or_given_as_a_parameter() {
         .text("scannerType", "zap");
     let r = json(s.http.post(&url).multipart(form).send().await.unwrap()).await;
     assert_eq!(r["success"], true, "{r}");
-    assert_eq!(s.server.queue().lock().stats().open_tasks(), 3);
+    assert_eq!(s.server.queue().stats().open_tasks(), 3);
     s.stop().await;
 }
 
@@ -174,18 +174,9 @@ async fn agent_and_task_key_failures() {
     assert_failure(&r, "Secure task key was not recognized.");
     // Nothing changed; no file was kept.
     assert_eq!(status(&s, 1), TaskStatus::Assigned);
-    assert_eq!(
-        s.server
-            .queue()
-            .lock()
-            .task(TaskId(1))
-            .unwrap()
-            .history()
-            .len(),
-        2
-    );
+    assert_eq!(s.server.queue().task(TaskId(1)).unwrap().history().len(), 2);
     assert!(s.results().is_empty() && s.incoming().is_empty());
-    assert!(s.server.queue().lock().stats().rejected_key_checks >= 6);
+    assert!(s.server.queue().stats().rejected_key_checks >= 6);
     s.stop().await;
 }
 
@@ -228,7 +219,7 @@ async fn the_timer_applies_expiries_without_a_request() {
     // Wait (bounded) for the timer task to run; no request touches the queue meanwhile.
     let mut requeued = false;
     for _ in 0..1000 {
-        if s.server.queue().lock().stats().counters.lease_expiries == 1 {
+        if s.server.queue().stats().counters.lease_expiries == 1 {
             requeued = true;
             break;
         }
@@ -450,7 +441,7 @@ async fn missing_and_malformed_parameters() {
     let r = s.update(1, &long, &agent, &task_key).await;
     assert_failure(&r, "Limit reached for message length: at most 4096 bytes.");
     // Nothing was queued, changed or stored.
-    assert_eq!(s.server.queue().lock().stats().counters.queued, 1);
+    assert_eq!(s.server.queue().stats().counters.queued, 1);
     assert_eq!(status(&s, 1), TaskStatus::Assigned);
     assert!(s.results().is_empty() && s.incoming().is_empty());
     s.stop().await;

@@ -30,7 +30,7 @@ async fn raw_form(s: &TestServer, op: &str, body: Vec<u8>) -> (u16, Value) {
 }
 
 fn consistent(s: &TestServer) {
-    s.server.queue().lock().check_invariants().unwrap();
+    s.server.queue().check_invariants().unwrap();
 }
 
 #[tokio::test]
@@ -48,7 +48,6 @@ async fn nul_bytes_are_data_not_terminators() {
     let last = s
         .server
         .queue()
-        .lock()
         .task(TaskId(id))
         .unwrap()
         .last_message()
@@ -85,7 +84,7 @@ async fn nul_bytes_are_data_not_terminators() {
             .starts_with("Bad scanner type of: burp"),
         "{r}"
     );
-    assert_eq!(s.server.queue().lock().stats().open_tasks(), 1);
+    assert_eq!(s.server.queue().stats().open_tasks(), 1);
     consistent(&s);
     s.stop().await;
 }
@@ -189,7 +188,7 @@ async fn absurd_task_ids() {
         .await;
     assert_eq!(r["success"], false, "{r}");
     assert!(r["message"].as_str().unwrap().len() < 1_000, "{r}");
-    let status = s.server.queue().lock().task(TaskId(1)).unwrap().status();
+    let status = s.server.queue().task(TaskId(1)).unwrap().status();
     assert_eq!(status, TaskStatus::Assigned);
     consistent(&s);
     s.stop().await;
@@ -227,7 +226,7 @@ async fn a_scanner_list_of_100_000_entries_is_refused() {
         )
         .await;
     assert_failure(&r, "No task found.");
-    assert_eq!(s.server.queue().lock().stats().count(TaskStatus::Queued), 1);
+    assert_eq!(s.server.queue().stats().count(TaskStatus::Queued), 1);
     s.stop().await;
 }
 
@@ -243,7 +242,7 @@ async fn bodies_past_their_bounds_are_refused() {
     assert_eq!(r["success"], false, "{status} {r}");
     assert!(!r["message"].as_str().unwrap().is_empty());
     // Nothing was assigned by the refused request.
-    assert_eq!(s.server.queue().lock().stats().count(TaskStatus::Queued), 1);
+    assert_eq!(s.server.queue().stats().count(TaskStatus::Queued), 1);
     // A status message past the core's bound.
     let (id, task_key) = s.request_task(&agent, BURP).await.unwrap();
     let long = "m".repeat(4097);

@@ -40,7 +40,7 @@ async fn seed_fail_task_urlencoded() {
     assert_eq!(ours, seed);
     // The task is COMPLETE_FAILED; tasks 1 and 2 are untouched.
     let status = |id| {
-        let q = s.server.queue().lock();
+        let q = s.server.queue();
         q.task(scan_queue::TaskId(id))
             .unwrap()
             .status()

@@ -263,7 +263,7 @@ async fn walk_through(c: Client, s: TestServer, screenshot: PathBuf) {
     let (held, _) = take(&s, &burp_agent, "burp", "burp-agent.properties").await;
     s.clock.advance_ms(8 * MINUTE_MS);
     let burp_uuid = {
-        let q = s.server.queue().lock();
+        let q = s.server.queue();
         q.task(TaskId(held))
             .unwrap()
             .assignment()
@@ -422,12 +422,7 @@ async fn walk_through(c: Client, s: TestServer, screenshot: PathBuf) {
     .await;
     assert_eq!(text(&c, "#task-status").await, "COMPLETE_DELETED");
     assert_eq!(
-        s.server
-            .queue()
-            .lock()
-            .task(TaskId(to_cancel))
-            .unwrap()
-            .status(),
+        s.server.queue().task(TaskId(to_cancel)).unwrap().status(),
         TaskStatus::CompleteDeleted
     );
     assert_eq!(
@@ -465,7 +460,7 @@ async fn walk_through(c: Client, s: TestServer, screenshot: PathBuf) {
             .is_err()
     );
     assert_eq!(
-        s.server.queue().lock().task(TaskId(held)).unwrap().status(),
+        s.server.queue().task(TaskId(held)).unwrap().status(),
         TaskStatus::Queued
     );
     assert_no_script_ran(&c).await;

@@ -132,9 +132,9 @@ async fn the_page_and_metrics_refuse_requests_without_the_key_or_a_session() {
     )
     .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(s.server.queue().lock().stats().counters.queued, 1);
+    assert_eq!(s.server.queue().stats().counters.queued, 1);
     assert_eq!(
-        s.server.queue().lock().task(TaskId(id)).unwrap().status(),
+        s.server.queue().task(TaskId(id)).unwrap().status(),
         TaskStatus::Queued
     );
     // A wrong key at the login form: no cookie.
@@ -222,7 +222,7 @@ async fn every_action_needs_the_sessions_csrf_token() {
     let id = s.queue_scan("zap").await;
     let agent = s.agent_key().await;
     let (_, _) = s.request_task(&agent, "zap").await.unwrap();
-    let uuid = s.server.queue().lock().agents().next().unwrap().to_string();
+    let uuid = s.server.queue().agents().next().unwrap().to_string();
     let (cookie, csrf) = login(&s, "/threadfix").await;
     let (other_cookie, other_csrf) = login(&s, "").await;
     assert_ne!(csrf, other_csrf);
@@ -245,7 +245,7 @@ async fn every_action_needs_the_sessions_csrf_token() {
         assert!(r.text().await.unwrap().contains("CSRF"));
     }
     {
-        let q = s.server.queue().lock();
+        let q = s.server.queue();
         assert_eq!(q.task(TaskId(id)).unwrap().status(), TaskStatus::Assigned);
         assert_eq!(q.stats().agents, 1);
         assert_eq!(q.stats().counters.queued, 1);
@@ -255,7 +255,7 @@ async fn every_action_needs_the_sessions_csrf_token() {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(r.headers()[LOCATION], "/threadfix/tasks?done=revoked&n=1");
     assert_eq!(
-        s.server.queue().lock().task(TaskId(id)).unwrap().status(),
+        s.server.queue().task(TaskId(id)).unwrap().status(),
         TaskStatus::Queued
     );
     let r = post(&s, &cancel, Some(&other_cookie), &[("csrf", &other_csrf)]).await;
@@ -405,7 +405,7 @@ async fn metrics_parse_as_prometheus_text_and_match_the_queue() {
     );
     let text = r.text().await.unwrap();
     let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
-    let stats = s.server.queue().lock().stats();
+    let stats = s.server.queue().stats();
     for status in TaskStatus::ALL {
         assert_eq!(
             value(&scrape, "scan_queue_tasks", Some(("status", status.name()))),
