@@ -325,8 +325,10 @@ async fn report_progress(
     let mut retry_at: Option<Instant> = None;
     let mut unsent: Option<String> = None;
     let mut open = true;
+    // A line arrived that is not sent yet (`changed()` marks it seen, so it is noted here).
+    let mut pending = false;
     loop {
-        let pending = lines.has_changed().unwrap_or(false);
+        pending = pending || lines.has_changed().unwrap_or(false);
         let due = if first.is_some() {
             started
         } else if let Some(at) = retry_at {
@@ -340,8 +342,9 @@ async fn report_progress(
             tokio::select! {
                 () = tokio::time::sleep_until(due) => {}
                 changed = lines.changed() => {
-                    if changed.is_err() {
-                        open = false;
+                    match changed {
+                        Ok(()) => pending = true,
+                        Err(_) => open = false,
                     }
                     continue;
                 }
@@ -351,7 +354,9 @@ async fn report_progress(
         }
         let message = if let Some(m) = first.take() {
             m
-        } else if lines.has_changed().unwrap_or(false) {
+        } else if pending {
+            pending = false;
+            unsent = None;
             lines.borrow_and_update().clone()
         } else if let Some(m) = unsent.take() {
             m

@@ -1,0 +1,431 @@
+//! A real scan-queue server on a loopback port, in this process, and the real agent binary
+//! as a child process, for the end-to-end tests. Everything stops by itself: every wait
+//! has a deadline and every child is killed when its handle is dropped.
+
+#![allow(dead_code)]
+
+use scan_queue::{KeySource, Task, TaskId, TaskStatus};
+use scan_queue_server::{
+    ApiKey, Clock, Durability, Fsync, Scanner, Scanners, Server, ServerConfig,
+};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The API key of every test server.
+pub const API_KEY: &str = "agent-test-api-key-5f1c2a9e7b";
+/// The longest any single wait in a test may take.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// What a test server is started with.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// Scanner display names (short name: the name lower-cased without spaces).
+    pub scanners: Vec<&'static str>,
+    pub lease: Duration,
+    pub max_attempts: u32,
+    /// 0: any free port.
+    pub port: u16,
+    /// Seed of the key generator (a restarted server needs another one).
+    pub seed: u8,
+}
+
+impl Default for ServerOptions {
+    fn default() -> ServerOptions {
+        ServerOptions {
+            scanners: vec!["Fake Scanner"],
+            lease: Duration::from_secs(60),
+            max_attempts: 3,
+            port: 0,
+            seed: 7,
+        }
+    }
+}
+
+pub struct TestServer {
+    pub server: Server,
+    pub origin: String,
+    pub port: u16,
+    pub http: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    serving: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    /// A durable server (journal without fsync) on the system clock, its data in `data_dir`.
+    pub async fn start(data_dir: &Path, options: &ServerOptions) -> TestServer {
+        let mut config = ServerConfig::new(ApiKey::new(API_KEY).unwrap(), data_dir);
+        config.durability = Some(Durability {
+            fsync: Fsync::Never,
+            ..Durability::default()
+        });
+        config.queue.lease_ms = options.lease.as_millis() as u64;
+        config.queue.max_attempts = options.max_attempts;
+        config.scanners = Scanners::new(
+            options
+                .scanners
+                .iter()
+                .map(|name| Scanner {
+                    name: (*name).to_owned(),
+                    short_name: name.to_lowercase().replace(' ', ""),
+                })
+                .collect(),
+        )
+        .unwrap();
+        let server = Server::with_parts(
+            config,
+            KeySource::from_seed([options.seed; 32]),
+            Clock::system(),
+        )
+        .unwrap();
+        let listener = bind(options.port).await;
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn({
+            let server = server.clone();
+            async move {
+                server
+                    .serve(listener, async {
+                        let _ = rx.await;
+                    })
+                    .await
+            }
+        });
+        TestServer {
+            server,
+            origin: format!("http://127.0.0.1:{port}"),
+            port,
+            http: reqwest::Client::new(),
+            shutdown: Some(tx),
+            serving: Some(serving),
+        }
+    }
+
+    /// Stops the server gracefully and waits until it has released its data directory.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(serving) = self.serving.take() {
+            serving.await.unwrap().unwrap();
+        }
+    }
+
+    pub fn url(&self, op: &str) -> String {
+        format!("{}/threadfix/rest/latest/tasks/{op}", self.origin)
+    }
+
+    /// POST url-encoded with the API key; the envelope.
+    pub async fn form(&self, op: &str, params: &[(&str, &str)]) -> Value {
+        self.http
+            .post(self.url(op))
+            .header("Authorization", format!("APIKEY {API_KEY}"))
+            .form(params)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Queues a scan of `target` for `scanner`; the task id.
+    pub async fn queue_scan(&self, scanner: &str, target: &str) -> u64 {
+        let r = self
+            .form(
+                "queueScan",
+                &[
+                    ("applicationId", "1"),
+                    ("scannerType", scanner),
+                    ("targetURL", target),
+                ],
+            )
+            .await;
+        assert_eq!(r["success"], true, "{r}");
+        r["object"]["id"].as_u64().unwrap()
+    }
+
+    /// Stores a scan configuration document for application 1 and `scanner`.
+    pub async fn set_task_config(&self, scanner: &str, doc: &[u8]) {
+        let form = reqwest::multipart::Form::new()
+            .text("appId", "1")
+            .text("scannerType", scanner.to_owned())
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(doc.to_vec()).file_name("scan.conf"),
+            );
+        let r: Value = self
+            .http
+            .post(self.url("setTaskConfig"))
+            .header("Authorization", format!("APIKEY {API_KEY}"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r["success"], true, "{r}");
+    }
+
+    /// A copy of the core's task (read under the queue's lock, released at once).
+    pub fn task(&self, id: u64) -> Task {
+        self.server.queue().task(TaskId(id)).unwrap().clone()
+    }
+
+    pub fn status(&self, id: u64) -> TaskStatus {
+        self.task(id).status()
+    }
+
+    /// The task's status messages, ThreadFix's text.
+    pub fn history(&self, id: u64) -> Vec<String> {
+        self.task(id)
+            .history()
+            .iter()
+            .map(|e| e.message.to_string())
+            .collect()
+    }
+
+    /// Waits until the task's status satisfies `done` (panics after [`WAIT`]).
+    pub async fn wait_for(&self, id: u64, what: &str, done: impl Fn(TaskStatus) -> bool) {
+        let start = Instant::now();
+        loop {
+            let status = self.status(id);
+            if done(status) {
+                return;
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "task {id}: waited {WAIT:?} for {what}; status {status:?}, history {:#?}",
+                self.history(id)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The stored result file of a task: the one file in the results directory whose name
+    /// starts with `task-{id}-`.
+    pub fn result_file(&self, id: u64) -> PathBuf {
+        let prefix = format!("task-{id}-");
+        let found: Vec<PathBuf> = std::fs::read_dir(self.server.results_dir())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(&prefix)
+            })
+            .collect();
+        assert_eq!(found.len(), 1, "results of task {id}: {found:?}");
+        found.into_iter().next().unwrap()
+    }
+
+    /// The task key of the task's (last) assignment.
+    pub fn task_key(&self, id: u64) -> String {
+        self.task(id)
+            .assignment()
+            .unwrap()
+            .task_key()
+            .expose_secret()
+            .to_owned()
+    }
+}
+
+/// Binds 127.0.0.1:`port`, retrying a moment if the port is still held (a restart).
+async fn bind(port: u16) -> tokio::net::TcpListener {
+    let start = Instant::now();
+    loop {
+        match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+            Ok(l) => return l,
+            Err(e) if start.elapsed() < Duration::from_secs(10) => {
+                eprintln!("bind 127.0.0.1:{port}: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("bind 127.0.0.1:{port}: {e}"),
+        }
+    }
+}
+
+/// A fixture script's path.
+pub fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// A TOML string literal.
+pub fn toml_str(s: &str) -> String {
+    toml_quote(s)
+}
+
+fn toml_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A TOML array of strings.
+pub fn toml_args(args: &[&str]) -> String {
+    let items: Vec<String> = args.iter().map(|a| toml_quote(a)).collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// One agent's files: its configuration, state file and log, in a private directory.
+pub struct AgentFiles {
+    pub dir: tempfile::TempDir,
+}
+
+impl AgentFiles {
+    /// Writes `agent.toml`: the server, the API key from the environment variable
+    /// `SCAN_QUEUE_TEST_API_KEY`, short intervals, then `rest` (more settings and the
+    /// `[scanners."…"]` tables).
+    pub fn new(server: &TestServer, rest: &str) -> AgentFiles {
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join("work");
+        let text = format!(
+            "server_url = {}\napi_key_env = \"SCAN_QUEUE_TEST_API_KEY\"\nstate_file = {}\nwork_dir = {}\nname = \"test-agent\"\n{rest}\n",
+            toml_quote(&server.origin),
+            toml_quote(&dir.path().join("state/agent.toml").display().to_string()),
+            toml_quote(&work.display().to_string()),
+        );
+        std::fs::write(dir.path().join("agent.toml"), text).unwrap();
+        AgentFiles { dir }
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("agent.toml")
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.dir.path().join("state/agent.toml")
+    }
+
+    pub fn work_dir(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+
+    /// The scan agent key the agent stored.
+    pub fn agent_key(&self) -> String {
+        let text = std::fs::read_to_string(self.state_file()).unwrap();
+        let state: toml::Value = toml::from_str(&text).unwrap();
+        state["scan_agent_key"].as_str().unwrap().to_owned()
+    }
+
+    /// Starts the agent binary (`extra` arguments after `--config`), its stderr and stdout
+    /// to `log-{n}.txt`, logging at debug level.
+    pub fn spawn(&self, extra: &[&str]) -> Agent {
+        self.spawn_full(extra, &[], false)
+    }
+
+    /// [`AgentFiles::spawn`] with more environment variables.
+    pub fn spawn_env(&self, extra: &[&str], env: &[(&str, &str)]) -> Agent {
+        self.spawn_full(extra, env, false)
+    }
+
+    /// [`AgentFiles::spawn`] under umask 000 (through `sh -c 'umask 000; exec …'`).
+    pub fn spawn_with_umask_000(&self, extra: &[&str]) -> Agent {
+        self.spawn_full(extra, &[], true)
+    }
+
+    fn spawn_full(&self, extra: &[&str], env: &[(&str, &str)], umask_000: bool) -> Agent {
+        let n = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("log-")
+            })
+            .count();
+        let log = self.dir.path().join(format!("log-{n}.txt"));
+        let file = std::fs::File::create(&log).unwrap();
+        let binary = env!("CARGO_BIN_EXE_scan-queue-agent");
+        let mut command = if umask_000 {
+            let mut c = tokio::process::Command::new("/bin/sh");
+            c.arg("-c").arg("umask 000; exec \"$0\" \"$@\"").arg(binary);
+            c
+        } else {
+            tokio::process::Command::new(binary)
+        };
+        command
+            .arg("--config")
+            .arg(self.config())
+            .args(extra)
+            .env("SCAN_QUEUE_TEST_API_KEY", API_KEY)
+            .env("RUST_LOG", "debug")
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .kill_on_drop(true);
+        let child = command.spawn().unwrap();
+        Agent { child, log }
+    }
+}
+
+/// A running agent process.
+pub struct Agent {
+    pub child: tokio::process::Child,
+    pub log: PathBuf,
+}
+
+impl Agent {
+    /// Waits for the agent to exit by itself (panics after [`WAIT`]); its exit code.
+    pub async fn wait(&mut self) -> i32 {
+        match tokio::time::timeout(WAIT, self.child.wait()).await {
+            Ok(status) => status.unwrap().code().unwrap_or(-1),
+            Err(_) => panic!(
+                "the agent did not exit within {WAIT:?}; log:\n{}",
+                self.log_text()
+            ),
+        }
+    }
+
+    /// Sends a signal to the agent process.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id().unwrap() as i32);
+        nix::sys::signal::kill(pid, signal).unwrap();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Asserts that `log` holds none of `secrets` (and is a real log: it has lines).
+#[track_caller]
+pub fn assert_no_secrets(log: &str, secrets: &[&str]) {
+    assert!(log.lines().count() > 3, "log too short to judge:\n{log}");
+    for secret in secrets {
+        assert!(secret.len() >= 16, "not a key: {secret}");
+        assert!(!log.contains(secret), "the log leaks a key:\n{log}");
+    }
+}
+
+/// Whether a process is gone (or a zombie).
+pub fn gone(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.is_empty() || stat.contains(") Z ")
+}
+
+/// Waits until the process is gone (at most 10 s); whether it is.
+pub async fn wait_gone(pid: i32) -> bool {
+    for _ in 0..200 {
+        if gone(pid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
