@@ -86,7 +86,8 @@ pub async fn run(
                 backoff.reset();
                 let id = assignment.task_id;
                 let span = tracing::info_span!("task", id = id.0, scanner = %assignment.task_type);
-                tracing::info!(parent: &span, target_url = ?assignment.task_config.target_url, "task assigned");
+                let target_url = assignment.task_config.target_url.as_deref().unwrap_or("");
+                tracing::info!(parent: &span, target_url, "task assigned");
                 let ctx = Arc::clone(&ctx);
                 running.spawn(tracing::Instrument::instrument(
                     async move {

@@ -530,3 +530,27 @@ async fn a_wrong_api_key_stops_the_agent_without_showing_either_key() {
     assert!(!files.state_file().exists());
     s.stop().await;
 }
+
+#[test]
+fn the_example_configurations_are_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let env = |name: &str| (name == "SCAN_QUEUE_API_KEY").then(|| "example-key".to_owned());
+            let config = scan_queue_agent::Config::parse(&text, env)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(
+                config
+                    .scanners
+                    .values()
+                    .all(|s| s.uses(scan_queue_agent::Placeholder::TargetUrl))
+            );
+            checked.push(config.scanner_list());
+        }
+    }
+    checked.sort();
+    assert_eq!(checked, ["Nuclei", "OWASP Zed Attack Proxy", "Wapiti"]);
+}
