@@ -41,7 +41,7 @@ pub async fn run(
     let client = Client::new(&config).map_err(Fatal)?;
     tracing::info!(server = %config.server_url, scanners = %config.scanner_list(), concurrency = config.concurrency, "scan agent starting");
     check_scanner_names(&client, &config).await?;
-    let Some(agent_key) = agent_key(&client, &config, &mut phase).await? else {
+    let Some(agent_key) = agent_key(&client, &config, once, &mut phase).await? else {
         return Ok(Summary::default());
     };
     let scanners = config.scanner_list();
@@ -200,19 +200,26 @@ async fn check_scanner_names(client: &Client, config: &Config) -> Result<(), Fat
 }
 
 /// The stored scan agent key, or a new one (stored before use). `None` if the agent was
-/// told to stop while the server was unreachable.
+/// told to stop while the server was unreachable. With `once`, an unreachable server is
+/// given [`ONCE_RETRY_FOR`]; otherwise the agent waits for it as long as it runs.
 async fn agent_key(
     client: &Client,
     config: &Config,
+    once: bool,
     phase: &mut watch::Receiver<Phase>,
 ) -> Result<Option<crate::Secret>, Fatal> {
     if let Some(key) = crate::state::load(&config.state_file, &config.server_url).map_err(Fatal)? {
         tracing::info!(state_file = %config.state_file.display(), "using the stored scan agent key");
         return Ok(Some(key));
     }
-    let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+    let until = Instant::now()
+        + if once {
+            ONCE_RETRY_FOR
+        } else {
+            Duration::from_secs(365 * 24 * 3600)
+        };
     let key = tokio::select! {
-        key = retry("requestScanAgentKey", far, config.retry_max_delay, || client.request_scan_agent_key()) => key,
+        key = retry("requestScanAgentKey", until, config.retry_max_delay, || client.request_scan_agent_key()) => key,
         _ = phase.wait_for(|p| *p != Phase::Running) => return Ok(None),
     };
     let key = match key {

@@ -392,6 +392,44 @@ async fn a_killed_agent_s_task_goes_to_another_agent_after_the_lease() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_cancelled_on_the_server_stops_its_scanner() {
+    let data = tempfile::tempdir().unwrap();
+    let s = TestServer::start(data.path(), &ServerOptions::default()).await;
+    let id = s.queue_scan("Fake Scanner", "http://127.0.0.1:9/").await;
+    let pids = tempfile::tempdir().unwrap();
+    let pidfile = pids.path().join("pid");
+    let files = AgentFiles::new(
+        &s,
+        &format!(
+            "{FAST}\n{}",
+            scanner(
+                "Fake Scanner",
+                &[&fixture("slow.sh"), "{output}", &pidfile.display().to_string()],
+                ""
+            )
+        ),
+    );
+    let mut agent = files.spawn(&[]);
+    s.wait_for(id, "the scan", is_active).await;
+    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    s.cancel_on_the_page(id).await;
+    assert_eq!(s.status(id), TaskStatus::CompleteDeleted);
+    // The next heartbeat is refused: the agent kills the scanner and sends nothing more.
+    assert!(wait_gone(pid).await, "the scanner of a cancelled task survived");
+    let history_len = s.history(id).len();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(s.history(id).len(), history_len);
+    assert_eq!(s.status(id), TaskStatus::CompleteDeleted);
+    agent.signal(Signal::SIGTERM);
+    assert_eq!(agent.wait().await, 0, "{}", agent.log_text());
+    let log = agent.log_text();
+    assert!(log.contains("the task is no longer this agent's"), "{log}");
+    assert!(log.contains("COMPLETE_DELETED"), "{log}");
+    assert_no_secrets(&log, &[API_KEY, &files.agent_key(), &s.task_key(id)]);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_server_still_gets_the_completion() {
     let data = tempfile::tempdir().unwrap();
     let s = TestServer::start(data.path(), &ServerOptions::default()).await;

@@ -168,6 +168,52 @@ impl TestServer {
         assert_eq!(r["success"], true, "{r}");
     }
 
+    /// Cancels a task as an administrator does, on the Scan Agent Tasks page: log in with the
+    /// API key, read the page's CSRF token, post the cancel form.
+    pub async fn cancel_on_the_page(&self, id: u64) {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let login = client
+            .post(format!("{}/tasks/login", self.origin))
+            .form(&[("api_key", API_KEY)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(login.status(), reqwest::StatusCode::SEE_OTHER);
+        let set_cookie = login.headers()[reqwest::header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let cookie = set_cookie.split(';').next().unwrap().to_owned();
+        let page = client
+            .get(format!("{}/tasks", self.origin))
+            .header(reqwest::header::COOKIE, &cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let csrf = page
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_owned();
+        let cancel = client
+            .post(format!("{}/tasks/task/{id}/cancel", self.origin))
+            .header(reqwest::header::COOKIE, &cookie)
+            .form(&[("csrf", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(cancel.status(), reqwest::StatusCode::SEE_OTHER);
+    }
+
     /// A copy of the core's task (read under the queue's lock, released at once).
     pub fn task(&self, id: u64) -> Task {
         self.server.queue().task(TaskId(id)).unwrap().clone()
