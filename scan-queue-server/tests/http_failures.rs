@@ -255,6 +255,32 @@ async fn stale_key_after_lease_expiry() {
     s.stop().await;
 }
 
+/// Regression: a late call on a task whose lease ran out on its last attempt was told the
+/// task "was taken back", though it timed out and was not queued again.
+#[tokio::test]
+async fn a_late_call_after_the_last_attempt_says_the_task_timed_out() {
+    let s = TestServer::start_with(|c| c.queue.max_attempts = 1).await;
+    assert_eq!(s.queue_scan(BURP).await, 1);
+    let agent = s.agent_key().await;
+    let (_, task_key) = s.request_task(&agent, BURP).await.unwrap();
+    s.clock
+        .advance_ms(scan_queue::Config::default().lease_ms + 1);
+    let r = s.update(1, "too late", &agent, &task_key).await;
+    assert_failure(
+        &r,
+        "The lease of task 1 expired on its last attempt and the task timed out \
+         (COMPLETE_TIMEDOUT); its secure task key is no longer valid.",
+    );
+    assert_eq!(status(&s, 1), TaskStatus::CompleteTimedOut);
+    let r = s.complete(1, &agent, &task_key).await;
+    assert!(
+        r["message"].as_str().unwrap().contains("COMPLETE_TIMEDOUT"),
+        "{r}"
+    );
+    assert!(s.results().is_empty() && s.incoming().is_empty());
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn the_timer_applies_expiries_without_a_request() {
     let (s, _agent, _key) = one_assigned().await;
