@@ -41,7 +41,7 @@ pub(crate) struct App {
     /// HTTP request counters and the queue-depth history (`/metrics`, the page's chart).
     pub(crate) metrics: Metrics,
     /// The Scan Agent Tasks page's login sessions.
-    pub(crate) sessions: crate::ui::session::Sessions,
+    pub(crate) sessions: crate::sessions::Sessions,
     /// Wakes the timer when a deadline earlier than the one it sleeps until appears.
     timer: Notify,
     /// The deadline the timer sleeps until (`u64::MAX`: none). Written and compared only
@@ -87,7 +87,7 @@ impl App {
             scanners,
             limits,
             metrics: Metrics::new(),
-            sessions: crate::ui::session::Sessions::default(),
+            sessions: crate::sessions::Sessions::default(),
             timer: Notify::new(),
             armed_ms: AtomicU64::new(u64::MAX),
         }

@@ -37,6 +37,7 @@ mod metrics;
 mod ops;
 mod scanners;
 mod server;
+mod sessions;
 mod state;
 mod storage;
 mod ui;

@@ -76,7 +76,8 @@ impl Server {
     /// `/metrics`), ready to serve or to drive without a network
     /// (`tower::ServiceExt::oneshot`).
     pub fn router(&self) -> axum::Router {
-        crate::http::router(Arc::clone(&self.app))
+        let page = crate::ui::routes(axum::Router::new());
+        crate::http::router(Arc::clone(&self.app), page)
     }
 
     /// Serves on `listener`, with the deadline timer, until `shutdown` completes; then stops

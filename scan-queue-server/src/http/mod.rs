@@ -138,18 +138,18 @@ enum Reply {
 }
 
 /// Every endpoint under `/rest/tasks/X`, `/rest/{version}/tasks/X` and both under
-/// `/threadfix`, the page and `/metrics`; anything else is a 404 envelope.
-pub(crate) fn router(app: Arc<App>) -> axum::Router {
+/// `/threadfix`, with the `other` routes (the page's); anything else is a 404 envelope.
+/// Every response is counted, and a panicking handler answers an envelope.
+pub(crate) fn router(app: Arc<App>, other: axum::Router<Arc<App>>) -> axum::Router {
     let body_limit = usize::try_from(app.limits.upload_bytes)
         .unwrap_or(usize::MAX)
         .max(app.limits.config_bytes)
         .saturating_add(MULTIPART_SLACK_BYTES);
-    let router = axum::Router::new()
+    other
         .route("/rest/tasks/{op}", any(dispatch))
         .route("/rest/{version}/tasks/{op}", any(dispatch))
         .route("/threadfix/rest/tasks/{op}", any(dispatch))
-        .route("/threadfix/rest/{version}/tasks/{op}", any(dispatch));
-    crate::ui::routes(router)
+        .route("/threadfix/rest/{version}/tasks/{op}", any(dispatch))
         .fallback(unknown_endpoint)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::map_response_with_state(

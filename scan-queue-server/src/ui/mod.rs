@@ -9,12 +9,12 @@
 
 pub(crate) mod listing;
 mod scrape;
-pub(crate) mod session;
 mod view;
 
 use crate::app::App;
 use crate::http::params::{Params, ParseLimits};
 use crate::ops::{self, OpError};
+use crate::sessions::{self as session, Session};
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::header::{
@@ -27,7 +27,6 @@ use axum::routing::{get, post};
 use listing::{Detail, Filter};
 use maud::{Markup, html};
 use scan_queue::{AgentId, ApplicationId, ScanConfigId, TaskId, TaskStatus};
-use session::Session;
 use std::sync::Arc;
 use view::Ctx;
 
