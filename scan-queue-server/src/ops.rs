@@ -267,8 +267,8 @@ pub(crate) async fn complete_task(
                 application: task.application(),
                 scanner: task.scanner().to_owned(),
                 file: kept.file.clone(),
-                file_name: kept.file_name.clone(),
-                content_type: kept.content_type.clone(),
+                file_name: kept.file_name.as_deref().map(|n| bounded(n, 255)),
+                content_type: kept.content_type.as_deref().map(|c| bounded(c, 255)),
                 size: kept.size,
                 sha256: kept.sha256.clone(),
                 received_ms: now,
@@ -318,4 +318,9 @@ pub(crate) async fn revoke_agent(app: &App, agent: AgentId) -> Result<usize, OpE
             .map_err(|e| core_refusal(state, &e))
     });
     app.ack(revoked).await?
+}
+
+/// At most `max` characters of a client's text kept in a record.
+fn bounded(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
 }

@@ -177,8 +177,20 @@ impl State {
     ) -> Result<State, ApplyError> {
         let mut state = State::with_queue(Queue::restore(config, keys, snapshot.queue)?);
         for doc in snapshot.configs {
-            state.apply_fact(Fact::ScanConfigStored(doc))?;
+            let id = doc.object.id;
+            if state
+                .configs
+                .keys()
+                .next_back()
+                .is_some_and(|last| *last >= id)
+            {
+                return Err(ApplyError::Fact(format!("scan config {id} out of order")));
+            }
+            let pair = (doc.application, doc.scanner.clone());
+            state.current.insert(pair, id);
+            state.configs.insert(id, doc);
         }
+        state.drop_unreferenced_configs();
         for result in snapshot.results {
             state.insert_result(result)?;
         }

@@ -153,7 +153,8 @@ impl LocalStore {
                     .then(|| (task.clone(), original))
             });
             if let Some((task, original)) = orphan_of {
-                let bytes = std::fs::read(&path)?;
+                let mut hasher = Sha256::new();
+                let size = std::io::copy(&mut std::fs::File::open(&path)?, &mut hasher)?;
                 let record = ResultRecord {
                     task: task.id(),
                     application: task.application(),
@@ -161,8 +162,8 @@ impl LocalStore {
                     file: name,
                     file_name: Some(original),
                     content_type: None,
-                    size: bytes.len() as u64,
-                    sha256: hex(&Sha256::digest(&bytes)),
+                    size,
+                    sha256: hex(&hasher.finalize()),
                     received_ms: task.end_ms().unwrap_or(0),
                 };
                 if state.store_result(record).is_ok() {
