@@ -209,14 +209,7 @@ fn describe(queue: &Queue, record: &Record) -> Logged {
                 status: None,
             };
         }
-        Record::Fact(Fact::ResultStored(result)) => {
-            return Logged {
-                what: "result stored",
-                task: Some(result.task),
-                agent: None,
-                status: None,
-            };
-        }
+        Record::Fact(Fact::Completed { event, .. }) => event,
     };
     let task = event.task();
     let current = task.and_then(|id| queue.task(id));

@@ -273,7 +273,7 @@ pub(crate) async fn complete_task(
                 sha256: kept.sha256.clone(),
                 received_ms: now,
             };
-            match state.store_result(record) {
+            match state.complete_with(record) {
                 Ok(()) => {
                     kept.referenced();
                     None

@@ -26,15 +26,21 @@ pub(crate) enum Record {
 pub(crate) enum Fact {
     /// A scan configuration document was stored; it becomes its pair's current one.
     ScanConfigStored(Arc<ScanConfigDoc>),
-    /// A completed task's result file was kept.
-    ResultStored(Arc<ResultRecord>),
+    /// A task was completed with this result file: one record, so that a crash can never
+    /// keep the completion without its result or the reverse.
+    Completed {
+        /// The core's `TaskCompleted` event.
+        event: Event,
+        /// The result.
+        result: Arc<ResultRecord>,
+    },
 }
 
 impl Record {
     /// Decodes a record's JSON: a [`Fact`] when it is one (its JSON starts with a fact's
     /// tag), else a core [`Event`], so that every error message is the precise one.
     pub(crate) fn from_json(payload: &[u8]) -> Result<Record, serde_json::Error> {
-        let is_fact = [&b"{\"ScanConfigStored\""[..], b"{\"ResultStored\""]
+        let is_fact = [&b"{\"ScanConfigStored\""[..], b"{\"Completed\""]
             .iter()
             .any(|tag| payload.starts_with(tag));
         if is_fact {
@@ -95,6 +101,10 @@ pub(crate) struct StateSnapshot {
     /// Every result record.
     #[serde(default)]
     pub(crate) results: Vec<Arc<ResultRecord>>,
+    /// Whether every result file has a record (false in snapshots from before result
+    /// records: their files are adopted once, at start-up).
+    #[serde(default)]
+    pub(crate) results_tracked: bool,
 }
 
 impl StateSnapshot {
@@ -108,6 +118,7 @@ impl StateSnapshot {
                 queue,
                 configs: Vec::new(),
                 results: Vec::new(),
+                results_tracked: false,
             })
         }
     }
@@ -146,6 +157,8 @@ pub(crate) struct State {
     current: HashMap<(ApplicationId, String), u64>,
     /// Result records by task.
     results: BTreeMap<TaskId, Arc<ResultRecord>>,
+    /// Whether every result file has a record (see [`StateSnapshot::results_tracked`]).
+    pub(crate) results_tracked: bool,
     /// Records made by the last operation, in order, not yet taken by the storage.
     outbox: Vec<Record>,
 }
@@ -165,6 +178,7 @@ impl State {
             configs: BTreeMap::new(),
             current: HashMap::new(),
             results: BTreeMap::new(),
+            results_tracked: true,
             outbox: Vec::new(),
         }
     }
@@ -194,6 +208,7 @@ impl State {
         for result in snapshot.results {
             state.insert_result(result)?;
         }
+        state.results_tracked = snapshot.results_tracked;
         Ok(state)
     }
 
@@ -203,6 +218,7 @@ impl State {
             queue: self.queue.snapshot(),
             configs: self.configs.values().cloned().collect(),
             results: self.results.values().cloned().collect(),
+            results_tracked: self.results_tracked,
         }
     }
 
@@ -255,14 +271,9 @@ impl State {
                 self.drop_unreferenced_configs();
                 Ok(())
             }
-            Fact::ResultStored(result) => {
-                let task = self.queue.task(result.task);
-                if task.is_none_or(|t| t.status() != TaskStatus::CompleteSuccessful) {
-                    return Err(ApplyError::Fact(format!(
-                        "a result for task {}, which is not COMPLETE_SUCCESSFUL",
-                        result.task
-                    )));
-                }
+            Fact::Completed { event, result } => {
+                completion_of(&event, &result)?;
+                self.queue.apply(&event)?;
                 self.insert_result(result)
             }
         }
@@ -347,14 +358,54 @@ impl State {
         self.results.get(&task)
     }
 
-    /// Keeps a result record for a task that is COMPLETE_SUCCESSFUL without one.
-    pub(crate) fn store_result(&mut self, result: ResultRecord) -> Result<(), ApplyError> {
-        self.record(Fact::ResultStored(Arc::new(result)))
+    /// Joins `result` to the completion the last core call made: the two become one
+    /// [`Fact::Completed`] record.
+    pub(crate) fn complete_with(&mut self, result: ResultRecord) -> Result<(), ApplyError> {
+        self.flush_events();
+        let result = Arc::new(result);
+        let event = match self.outbox.pop() {
+            Some(Record::Event(event)) if completion_of(&event, &result).is_ok() => event,
+            other => {
+                self.outbox.extend(other);
+                return Err(ApplyError::Fact(format!(
+                    "no completion of task {} to join its result to",
+                    result.task
+                )));
+            }
+        };
+        self.insert_result(Arc::clone(&result))?;
+        self.outbox
+            .push(Record::Fact(Fact::Completed { event, result }));
+        Ok(())
+    }
+
+    /// Keeps a result record for a task completed before results had records (a data
+    /// directory of an earlier version), at start-up.
+    pub(crate) fn adopt_result(&mut self, result: ResultRecord) -> Result<(), ApplyError> {
+        let task = self.queue.task(result.task);
+        if task.is_none_or(|t| t.status() != TaskStatus::CompleteSuccessful) {
+            return Err(ApplyError::Fact(format!(
+                "a result for task {}, which is not COMPLETE_SUCCESSFUL",
+                result.task
+            )));
+        }
+        self.insert_result(Arc::new(result))
     }
 
     /// Whether a file name under `results/` is referenced by a result record.
     pub(crate) fn result_files(&self) -> impl Iterator<Item = &str> + '_ {
         self.results.values().map(|r| r.file.as_str())
+    }
+}
+
+/// Checks that `event` completes the task `result` is for.
+fn completion_of(event: &Event, result: &ResultRecord) -> Result<(), ApplyError> {
+    match event {
+        Event::TaskCompleted { task, .. } if *task == result.task => Ok(()),
+        _ => Err(ApplyError::Fact(format!(
+            "a result for task {} joined to another event",
+            result.task
+        ))),
     }
 }
 
@@ -451,6 +502,65 @@ mod tests {
     }
 
     #[test]
+    fn a_result_joins_its_completion_in_one_record() {
+        let mut s = state();
+        let agent = s
+            .queue
+            .register_agent(1)
+            .unwrap()
+            .key
+            .expose_secret()
+            .to_owned();
+        s.queue
+            .queue_scan(1, NewScan::new(ApplicationId(1), ZAP))
+            .unwrap();
+        let task = s
+            .queue
+            .request_task(1, &agent, &[ZAP], "")
+            .unwrap()
+            .unwrap();
+        let key = task
+            .assignment()
+            .unwrap()
+            .task_key()
+            .expose_secret()
+            .to_owned();
+        s.queue.complete_task(2, TaskId(1), &agent, &key).unwrap();
+        let result = ResultRecord {
+            task: TaskId(1),
+            application: ApplicationId(1),
+            scanner: ZAP.into(),
+            file: "f".into(),
+            file_name: None,
+            content_type: None,
+            size: 3,
+            sha256: "x".into(),
+            received_ms: 2,
+        };
+        s.complete_with(result.clone()).unwrap();
+        let records = s.take_records();
+        let last = serde_json::to_vec(records.last().unwrap()).unwrap();
+        assert!(
+            last.starts_with(b"{\"Completed\""),
+            "{}",
+            String::from_utf8_lossy(&last)
+        );
+        let mut replayed = state();
+        for r in records {
+            let json = serde_json::to_vec(&r).unwrap();
+            replayed.apply(Record::from_json(&json).unwrap()).unwrap();
+        }
+        assert_eq!(replayed.result(TaskId(1)).map(|r| r.size), Some(3));
+        assert_eq!(
+            replayed.queue.task(TaskId(1)).unwrap().status(),
+            TaskStatus::CompleteSuccessful
+        );
+        // No completion to join: refused, nothing recorded.
+        assert!(s.complete_with(result).is_err());
+        assert!(s.take_records().is_empty());
+    }
+
+    #[test]
     fn a_result_needs_a_completed_task_and_comes_once() {
         let mut s = state();
         let result = ResultRecord {
@@ -464,10 +574,7 @@ mod tests {
             sha256: String::new(),
             received_ms: 1,
         };
-        assert!(s.store_result(result.clone()).is_err());
-        assert!(
-            s.take_records().is_empty(),
-            "a refused fact is not recorded"
-        );
+        assert!(s.adopt_result(result.clone()).is_err());
+        assert!(s.take_records().is_empty(), "nothing recorded");
     }
 }

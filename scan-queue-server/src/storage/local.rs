@@ -5,9 +5,8 @@
 //! - `incoming/`: uploads being received; emptied at start-up;
 //! - `results/task-{id}-{nonce}-{name}`: result files, moved there (a rename, then the
 //!   directory synced) before the record that refers to them is appended. At start-up a file
-//!   no record refers to is removed — unless its task completed without a result record (a
-//!   crash tore the record off the completion, or the file predates result records), in
-//!   which case it becomes that task's result;
+//!   no record refers to is removed (a crash left it); once, on a data directory from before
+//!   result records, such a file of a completed task becomes that task's result instead;
 //! - `configs/`: scan configuration documents as an earlier version kept them; imported into
 //!   the journal at start-up, then removed.
 
@@ -135,6 +134,8 @@ impl LocalStore {
     /// Makes `results/` agree with the result records (see the module docs); returns whether
     /// the state changed.
     fn reconcile_results(&self, state: &mut State) -> std::io::Result<bool> {
+        let adopting = !state.results_tracked;
+        state.results_tracked = true;
         let referenced: std::collections::HashSet<String> =
             state.result_files().map(str::to_owned).collect();
         let mut files = fs::files_in(&self.results)?;
@@ -147,11 +148,15 @@ impl LocalStore {
             if referenced.contains(&name) {
                 continue;
             }
-            let orphan_of = parse_result_name(&name).and_then(|(id, original)| {
-                let task = state.queue.task(id)?;
-                (task.status() == TaskStatus::CompleteSuccessful && state.result(id).is_none())
-                    .then(|| (task.clone(), original))
-            });
+            let orphan_of =
+                parse_result_name(&name)
+                    .filter(|_| adopting)
+                    .and_then(|(id, original)| {
+                        let task = state.queue.task(id)?;
+                        (task.status() == TaskStatus::CompleteSuccessful
+                            && state.result(id).is_none())
+                        .then(|| (task.clone(), original))
+                    });
             if let Some((task, original)) = orphan_of {
                 let mut hasher = Sha256::new();
                 let size = std::io::copy(&mut std::fs::File::open(&path)?, &mut hasher)?;
@@ -166,7 +171,7 @@ impl LocalStore {
                     sha256: hex(&hasher.finalize()),
                     received_ms: task.end_ms().unwrap_or(0),
                 };
-                if state.store_result(record).is_ok() {
+                if state.adopt_result(record).is_ok() {
                     adopted += 1;
                     continue;
                 }
@@ -174,14 +179,19 @@ impl LocalStore {
             std::fs::remove_file(&path)?;
             removed += 1;
         }
-        if adopted + removed > 0 {
+        if removed > 0 {
             tracing::warn!(
-                adopted,
                 removed,
-                "results/: files without a result record (left by a crash or an earlier version) adopted by their completed task or removed"
+                "results/: files no result record names (left by a crash) removed"
             );
         }
-        Ok(adopted > 0)
+        if adopted > 0 {
+            tracing::info!(
+                adopted,
+                "results/: result files of an earlier version given records"
+            );
+        }
+        Ok(adopting)
     }
 }
 
@@ -329,6 +339,59 @@ impl Storage for LocalStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use scan_queue::{ApplicationId, NewScan};
+
+    /// A state whose task 1 is COMPLETE_SUCCESSFUL without a result record, and a store whose
+    /// `results/` holds a file for it and one for a task that does not exist.
+    fn completed_without_record(dir: &Path, tracked: bool) -> (LocalStore, State) {
+        let mut state = State::new(Config::default(), KeySource::from_seed([1; 32])).unwrap();
+        let q = &mut state.queue;
+        let agent = q.register_agent(1).unwrap().key.expose_secret().to_owned();
+        q.queue_scan(1, NewScan::new(ApplicationId(1), "zap"))
+            .unwrap();
+        let task = q.request_task(1, &agent, &["zap"], "").unwrap().unwrap();
+        let key = task
+            .assignment()
+            .unwrap()
+            .task_key()
+            .expose_secret()
+            .to_owned();
+        q.complete_task(2, TaskId(1), &agent, &key).unwrap();
+        drop(state.take_records());
+        state.results_tracked = tracked;
+        let store = LocalStore::with_dirs(dir, false, None, 1).unwrap();
+        std::fs::write(dir.join("results/task-1-9x0-r.xml"), b"<r/>").unwrap();
+        std::fs::write(dir.join("results/task-7-9x1-r.xml"), b"<r/>").unwrap();
+        (store, state)
+    }
+
+    #[test]
+    fn files_without_a_record_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, mut state) = completed_without_record(dir.path(), true);
+        assert!(!store.reconcile_results(&mut state).unwrap());
+        assert!(
+            fs::files_in(&dir.path().join("results"))
+                .unwrap()
+                .is_empty()
+        );
+        assert!(state.result(TaskId(1)).is_none());
+    }
+
+    #[test]
+    fn an_earlier_versions_files_of_completed_tasks_are_adopted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, mut state) = completed_without_record(dir.path(), false);
+        assert!(store.reconcile_results(&mut state).unwrap());
+        let kept = fs::files_in(&dir.path().join("results")).unwrap();
+        assert_eq!(kept, vec![dir.path().join("results/task-1-9x0-r.xml")]);
+        let record = state.result(TaskId(1)).unwrap();
+        assert_eq!(
+            (record.size, record.file_name.as_deref()),
+            (4, Some("r.xml"))
+        );
+        assert!(state.results_tracked);
+    }
 
     #[test]
     fn names() {

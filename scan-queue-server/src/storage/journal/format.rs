@@ -267,6 +267,7 @@ mod tests {
             queue: q.snapshot(),
             configs: Vec::new(),
             results: Vec::new(),
+            results_tracked: true,
         };
         let bytes = encode_snapshot(9, &snap).unwrap();
         assert!(decode_snapshot(&bytes, 9).is_ok());
