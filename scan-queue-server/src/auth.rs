@@ -46,6 +46,39 @@ impl fmt::Debug for ApiKey {
     }
 }
 
+/// Whether a request is authenticated, as far as what has arrived of it tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Auth {
+    /// It presented the key.
+    Yes,
+    /// It presented another key (or a malformed header): refuse it.
+    No,
+    /// No key yet (it may still come in a body field).
+    NotYet,
+}
+
+/// The one authentication rule of the API: the `Authorization: APIKEY {key}` header when
+/// there is one, else the first `apiKey` parameter (query string, url-encoded body or
+/// multipart field alike), compared in constant time.
+pub(crate) fn authenticate(
+    key: &ApiKey,
+    header: Option<&axum::http::HeaderValue>,
+    api_key_param: Option<&str>,
+) -> Auth {
+    let presented = match header {
+        Some(value) => value.to_str().ok().and_then(from_authorization),
+        None => match api_key_param {
+            Some(param) => Some(param.trim()),
+            None => return Auth::NotYet,
+        },
+    };
+    if presented.is_some_and(|k| key.matches(k)) {
+        Auth::Yes
+    } else {
+        Auth::No
+    }
+}
+
 /// The key in an `Authorization: APIKEY {key}` header value (scheme case-insensitive).
 pub(crate) fn from_authorization(value: &str) -> Option<&str> {
     let value = value.trim();
@@ -70,5 +103,13 @@ mod tests {
         assert_eq!(from_authorization("apikey  abc "), Some("abc"));
         assert_eq!(from_authorization("Bearer abc"), None);
         assert_eq!(from_authorization("APIKEY"), None);
+        let header = axum::http::HeaderValue::from_static("APIKEY nope");
+        assert_eq!(
+            authenticate(&k, Some(&header), Some(k.expose_secret())),
+            Auth::No
+        );
+        assert_eq!(authenticate(&k, None, Some(k.expose_secret())), Auth::Yes);
+        assert_eq!(authenticate(&k, None, Some("nope")), Auth::No);
+        assert_eq!(authenticate(&k, None, None), Auth::NotYet);
     }
 }

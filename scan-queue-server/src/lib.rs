@@ -28,23 +28,25 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod app;
 mod auth;
 mod clock;
+mod config;
 mod http;
-mod journal;
 mod metrics;
 mod ops;
-mod params;
 mod scanners;
 mod server;
-mod store;
+mod sessions;
+mod state;
+mod storage;
 mod ui;
 pub mod wire;
 
 pub use auth::ApiKey;
 pub use clock::Clock;
-pub use journal::{Durability, Fsync};
-pub use ops::Op;
-pub use params::Failure;
+pub use config::ServerConfig;
+pub use http::{Failure, Op};
 pub use scanners::{Scanner, Scanners};
-pub use server::{Server, ServerConfig};
+pub use server::Server;
+pub use storage::journal::{Durability, Fsync};

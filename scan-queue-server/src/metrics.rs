@@ -6,17 +6,10 @@
 //! and cost O(1); only what the core cannot see (HTTP requests, API key rejections) is
 //! counted here.
 
-use crate::http::Outcome;
-use crate::server::App;
-use axum::extract::State;
-use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use scan_queue::{Stats, TaskStatus};
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Minutes of queue-depth history kept for the chart.
@@ -89,8 +82,16 @@ impl Metrics {
         self.api_key_rejections.inc();
     }
 
+    /// Samples the queue's depth at `now_ms` if no sample was taken this second (after API
+    /// calls; the chart's own polls and scrapes sample every time).
+    pub(crate) fn sample_if_due(&self, now_ms: u64, stats: impl FnOnce() -> Stats) {
+        if self.sample_due(now_ms) {
+            self.sample(now_ms, &stats());
+        }
+    }
+
     /// Whether an opportunistic sample is due at `now_ms` (at most one per second).
-    pub(crate) fn sample_due(&self, now_ms: u64) -> bool {
+    fn sample_due(&self, now_ms: u64) -> bool {
         let second = now_ms / 1000;
         self.sampled_s.swap(second, Ordering::Relaxed) != second
     }
@@ -245,69 +246,6 @@ impl Metrics {
         let mut out = Vec::new();
         prometheus::TextEncoder::new().encode(&registry.gather(), &mut out)?;
         String::from_utf8(out).map_err(|e| prometheus::Error::Msg(e.to_string()))
-    }
-}
-
-impl crate::server::App {
-    /// Samples the queue's depth for the chart, at most once a second (called after API
-    /// calls; the chart's own polls and scrapes sample every time).
-    pub(crate) fn sample_depth_if_due(&self) {
-        let now_ms = self.clock.now_ms();
-        if self.metrics.sample_due(now_ms) {
-            let stats = self.queue.lock().stats();
-            self.metrics.sample(now_ms, &stats);
-        }
-    }
-}
-
-/// The API key from `Authorization: APIKEY {key}` or `Authorization: Bearer {key}`.
-fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    crate::auth::from_authorization(value).or_else(|| {
-        let (scheme, key) = value.trim().split_once(' ')?;
-        scheme.eq_ignore_ascii_case("Bearer").then(|| key.trim())
-    })
-}
-
-/// `GET /metrics`: needs the API key (header `Authorization: APIKEY {key}` or
-/// `Authorization: Bearer {key}`, as Prometheus's `authorization` scrape setting sends) or
-/// a page session.
-pub(crate) async fn scrape(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let authorized = match presented_key(&headers) {
-        Some(key) => app.api_key.matches(key),
-        None => app.session(&headers).is_some(),
-    };
-    let tag = |mut r: Response, outcome: &'static str| {
-        r.headers_mut()
-            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        r.extensions_mut().insert(Outcome {
-            endpoint: "metrics",
-            outcome,
-        });
-        r
-    };
-    if !authorized {
-        app.metrics.record_api_key_rejection();
-        let r = (
-            StatusCode::UNAUTHORIZED,
-            [(WWW_AUTHENTICATE, "APIKEY")],
-            crate::wire::AUTH_FAILED,
-        )
-            .into_response();
-        return tag(r, "unauthenticated");
-    }
-    let now_ms = app.clock.now_ms();
-    let stats = app.queue.lock().stats();
-    app.metrics.sample(now_ms, &stats);
-    match app.metrics.render(&stats) {
-        Ok(text) => tag(
-            ([(CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response(),
-            "ok",
-        ),
-        Err(e) => {
-            tracing::error!(error = %e, "could not render /metrics");
-            tag(StatusCode::INTERNAL_SERVER_ERROR.into_response(), "error")
-        }
     }
 }
 

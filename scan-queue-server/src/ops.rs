@@ -1,304 +1,326 @@
-//! The endpoints of SPEC §7: parameters in, one core operation, ThreadFix's JSON out.
+//! The operations: one function for each ThreadFix operation and each action of the page,
+//! the only place it is implemented (the API in `http/` and the page in `ui/` both call
+//! these). In: typed inputs, already parsed and authenticated. Out: what happened, once it is
+//! durable, or why it was refused.
 
-use crate::params::{Failure, FileSink, Params};
-use crate::server::App;
-use crate::store::ScanConfigDoc;
-use crate::wire::{self, AssignmentObject, ScanConfigObject, TaskExtras, TaskObject};
-use base64::Engine;
-use scan_queue::{ApplicationId, NewScan, ScanConfigId, Task, TaskId, split_scanner_list};
+use crate::app::{App, StorageFailed};
+use crate::scanners::Scanner;
+use crate::state::{ResultRecord, ScanConfigDoc, State};
+use crate::storage::upload::{Kept, Upload};
+use crate::wire::{self, ScanConfigObject};
+use scan_queue::{
+    AgentId, ApplicationId, Error, NewScan, ScanConfigId, Task, TaskId, TaskStatus,
+    split_scanner_list,
+};
 use std::sync::Arc;
 
-/// What a successful call answers with (the envelope's `object`).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(untagged)]
-pub(crate) enum Reply {
-    Task(Box<TaskObject>),
-    Assignment(Box<AssignmentObject>),
-    Config(ScanConfigObject),
-    Text(String),
-    Names(Vec<String>),
+/// Why an operation did not happen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum OpError {
+    /// Refused, with the failure message to answer (ThreadFix's words where it had them).
+    Refused(String),
+    /// The change may not have been kept: the storage failed and the server is stopping.
+    Unavailable,
 }
 
-/// One endpoint, `…/tasks/{name}`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Op {
-    /// `queueScan` (POST): queue a scan.
-    QueueScan,
-    /// `setTaskConfig` (POST multipart): store a scan configuration document.
-    SetTaskConfig,
-    /// `requestScanAgentKey` (GET): mint a scan agent key.
-    RequestScanAgentKey,
-    /// `requestTask` (POST): take the oldest matching task.
-    RequestTask,
-    /// `taskStatusUpdate` (POST): report progress.
-    TaskStatusUpdate,
-    /// `completeTask` (POST multipart): complete with a result file.
-    CompleteTask,
-    /// `failTask` (POST): report failure.
-    FailTask,
-    /// `scanners` (GET): the scanners this server knows.
-    Scanners,
+impl From<StorageFailed> for OpError {
+    fn from(_: StorageFailed) -> OpError {
+        OpError::Unavailable
+    }
 }
 
-impl Op {
-    /// Every endpoint.
-    pub const ALL: [Op; 8] = [
-        Op::QueueScan,
-        Op::SetTaskConfig,
-        Op::RequestScanAgentKey,
-        Op::RequestTask,
-        Op::TaskStatusUpdate,
-        Op::CompleteTask,
-        Op::FailTask,
-        Op::Scanners,
-    ];
+fn refused(message: impl Into<String>) -> OpError {
+    OpError::Refused(message.into())
+}
 
-    /// The endpoint's name in the path.
-    pub fn name(self) -> &'static str {
-        match self {
-            Op::QueueScan => "queueScan",
-            Op::SetTaskConfig => "setTaskConfig",
-            Op::RequestScanAgentKey => "requestScanAgentKey",
-            Op::RequestTask => "requestTask",
-            Op::TaskStatusUpdate => "taskStatusUpdate",
-            Op::CompleteTask => "completeTask",
-            Op::FailTask => "failTask",
-            Op::Scanners => "scanners",
-        }
+/// A refusal of the core, worded as on every endpoint; `state` tells a lease that ran out on
+/// the task's last attempt (it timed out) from one whose task went back to the queue.
+fn core_refusal(state: &State, error: &Error) -> OpError {
+    if let Error::Inconsistent(_) = error {
+        tracing::error!(error = %error, "the queue reported an inconsistency");
     }
-
-    /// The endpoint with this name.
-    pub fn from_name(name: &str) -> Option<Op> {
-        Op::ALL.into_iter().find(|op| op.name() == name)
+    if let Error::LeaseExpired { task } = error
+        && state
+            .queue
+            .task(*task)
+            .is_some_and(|t| t.status() == TaskStatus::CompleteTimedOut)
+    {
+        return refused(wire::lease_expired_timed_out(*task));
     }
+    refused(wire::error_message(error))
+}
 
-    /// Whether it is documented as GET (it also takes POST); the others take POST only.
-    pub fn is_get(self) -> bool {
-        matches!(self, Op::RequestScanAgentKey | Op::Scanners)
-    }
+/// A task as an answer shows it: with its scan configuration document's object, if any.
+#[derive(Clone, Debug)]
+pub(crate) struct TaskAnswer {
+    pub(crate) task: Task,
+    pub(crate) config: Option<ScanConfigObject>,
+}
 
-    /// Where a multipart file part named `part` goes for this endpoint; `None`: it is a
-    /// text parameter.
-    pub(crate) fn file_sink(self, app: &App, part: &str) -> Option<FileSink> {
-        match (self, part) {
-            (Op::CompleteTask, "file") => Some(FileSink::Disk(app.max_upload_bytes)),
-            (Op::SetTaskConfig, "file") => Some(FileSink::Memory(app.max_config_bytes)),
-            (Op::RequestTask, "files") => Some(FileSink::Memory(app.max_agent_config_bytes)),
-            _ => None,
+impl TaskAnswer {
+    fn new(state: &State, task: &Task) -> TaskAnswer {
+        let config = task
+            .scan_config()
+            .and_then(|id| state.config(id))
+            .map(|doc| doc.object.clone());
+        TaskAnswer {
+            task: task.clone(),
+            config,
         }
     }
 }
 
-impl App {
-    /// Runs an endpoint on parsed, authenticated parameters.
-    pub(crate) async fn run(&self, op: Op, params: Params) -> Result<Reply, Failure> {
-        match op {
-            Op::QueueScan => self.queue_scan(&params),
-            Op::SetTaskConfig => self.set_task_config(params),
-            Op::RequestScanAgentKey => self.request_scan_agent_key(),
-            Op::RequestTask => self.request_task(&params),
-            Op::TaskStatusUpdate => self.task_status_update(&params),
-            Op::CompleteTask => self.complete_task(params).await,
-            Op::FailTask => self.fail_task(&params),
-            Op::Scanners => Ok(Reply::Names(
-                self.scanners.iter().map(|s| s.name.clone()).collect(),
-            )),
-        }
-    }
-
-    fn queue_scan(&self, p: &Params) -> Result<Reply, Failure> {
-        let application = ApplicationId(p.positive_int("applicationId")?);
-        let scanner_type = p.required("scannerType")?;
-        let scanner = self
-            .scanners
-            .resolve(scanner_type)
-            .ok_or_else(|| Failure::new(wire::bad_scanner(false, scanner_type)))?;
-        let target_url = p.optional("targetURL");
-        let scan_config = p.optional_positive_int("scanConfigId")?.map(ScanConfigId);
-        if let Some(id) = scan_config
-            && self.configs.lock().get(id).is_none()
-        {
-            return Err(Failure::new(format!(
-                "Invalid scanConfigId: no scan config with id {id}."
-            )));
-        }
-        let task = self
-            .transact(|q, now| {
-                let mut scan = NewScan::new(application, &scanner.name);
-                scan.target_url = target_url;
-                scan.scan_config = scan_config;
-                q.queue_scan(now, scan).cloned()
-            })
-            .map_err(|e| Failure::core(&e))?;
-        Ok(self.task_value(&task, None))
-    }
-
-    fn set_task_config(&self, mut p: Params) -> Result<Reply, Failure> {
-        let application = ApplicationId(p.positive_int("appId")?);
-        let scanner_type = p.required("scannerType")?;
-        let scanner = self
-            .scanners
-            .resolve(scanner_type)
-            .ok_or_else(|| Failure::new(wire::bad_scanner(true, scanner_type)))?;
-        let file = p
-            .memory_file
-            .take()
-            .ok_or_else(|| Failure::new(wire::missing_parameter("file")))?;
-        let now_ms = self.clock.now_ms();
-        let doc = self
-            .configs
-            .lock()
-            .set(
-                application,
-                &scanner.name,
-                &scanner.short_name,
-                file.content_type.as_deref(),
-                file.bytes,
-                now_ms,
-            )
-            .map_err(|refused| Failure::new(refused.to_string()))?;
-        tracing::info!(application = application.0, scanner = %scanner.name, config = doc.object.id, "scan config stored");
-        Ok(Reply::Config(doc.object.clone()))
-    }
-
-    fn request_scan_agent_key(&self) -> Result<Reply, Failure> {
-        let agent = self
-            .transact(|q, now| q.register_agent(now))
-            .map_err(|e| Failure::core(&e))?;
-        Ok(Reply::Text(agent.key.expose_secret().to_owned()))
-    }
-
-    fn request_task(&self, p: &Params) -> Result<Reply, Failure> {
-        let list = p.required("scanners")?;
-        let agent_key = p.required("scanAgentSecureKey")?;
-        let mut scanners: Vec<&str> = split_scanner_list(list)
-            .filter_map(|name| self.scanners.resolve(name))
-            .map(|s| s.name.as_str())
-            .collect();
-        scanners.sort_unstable();
-        scanners.dedup();
-        if scanners.is_empty() {
-            let known: Vec<&str> = self.scanners.iter().map(|s| s.name.as_str()).collect();
-            return Err(Failure::new(format!(
-                "No known scanner in scanners. Known scanners: {}.",
-                known.join(", ")
-            )));
-        }
-        let from_file = p
-            .memory_file
-            .as_ref()
-            .map(|f| String::from_utf8_lossy(&f.bytes));
-        let agent_config = p
-            .get("agentConfig")
-            .map(std::borrow::Cow::Borrowed)
-            .or(from_file)
-            .unwrap_or_default();
-        let task = self
-            .transact(|q, now| {
-                q.request_task(now, agent_key, &scanners, &agent_config)
-                    .map(|t| t.cloned())
-            })
-            .map_err(|e| Failure::core(&e))?
-            .ok_or_else(|| Failure::new(wire::NO_TASK_FOUND))?;
-        let config = self
-            .config_for(&task)
-            .map(|doc| base64::engine::general_purpose::STANDARD.encode(&doc.bytes));
-        AssignmentObject::new(&task, agent_key, config)
-            .map(|a| Reply::Assignment(Box::new(a)))
-            .ok_or_else(|| {
-                Failure::core(&scan_queue::Error::Inconsistent(
-                    "assigned task without assignment".into(),
-                ))
-            })
-    }
-
-    /// The task id and both keys of an agent call, checked in the order ThreadFix documents
-    /// them.
-    fn agent_call(
-        p: &Params,
-        message: bool,
-    ) -> Result<(TaskId, Option<&str>, &str, &str), Failure> {
-        let id = TaskId(p.positive_int("scanQueueTaskId")?);
-        let message = if message {
-            Some(p.present("message")?)
-        } else {
-            None
+/// `queueScan` (and the page's form): queues a scan with `scanner`. A named scan configuration document must be this application's and scanner's;
+/// without one, the task takes its pair's current document, if any. Either way the task
+/// keeps that document for its life.
+pub(crate) async fn queue_scan(
+    app: &App,
+    application: ApplicationId,
+    scanner: &Scanner,
+    target_url: Option<&str>,
+    scan_config: Option<ScanConfigId>,
+) -> Result<TaskAnswer, OpError> {
+    let queued = app.transact(|state, now| {
+        let scan_config = match scan_config {
+            Some(id) => {
+                let doc = state.config(id).ok_or_else(|| {
+                    refused(format!(
+                        "Invalid scanConfigId: no scan config with id {id}."
+                    ))
+                })?;
+                if doc.application != application || doc.scanner != scanner.name {
+                    return Err(refused(format!(
+                        "Invalid scanConfigId: scan config {id} is for application {} and {}, \
+                         not application {application} and {}.",
+                        doc.application, doc.scanner, scanner.name
+                    )));
+                }
+                Some(id)
+            }
+            None => state.current_config(application, &scanner.name),
         };
-        let agent_key = p.required("scanAgentSecureKey")?;
-        let task_key = p.required("secureTaskKey")?;
-        Ok((id, message, agent_key, task_key))
-    }
+        let mut scan = NewScan::new(application, &scanner.name);
+        scan.target_url = target_url;
+        scan.scan_config = scan_config;
+        let task = state
+            .queue
+            .queue_scan(now, scan)
+            .cloned()
+            .map_err(|e| core_refusal(state, &e))?;
+        Ok(TaskAnswer::new(state, &task))
+    });
+    app.ack(queued).await?
+}
 
-    fn task_status_update(&self, p: &Params) -> Result<Reply, Failure> {
-        let (id, message, agent_key, task_key) = Self::agent_call(p, true)?;
-        let message = message.unwrap_or_default();
-        self.transact(|q, now| {
-            q.update_status(now, id, message, agent_key, task_key)
-                .map(|_| ())
-        })
-        .map_err(|e| Failure::core(&e))?;
-        Ok(Reply::Text(wire::UPDATE_SUCCEEDED.to_owned()))
-    }
+/// `setTaskConfig`: stores a scan configuration document as the current one of an
+/// application and scanner; tasks queued with the one it replaces keep theirs.
+pub(crate) async fn set_task_config(
+    app: &App,
+    application: ApplicationId,
+    scanner: &Scanner,
+    content_type: Option<&str>,
+    bytes: Vec<u8>,
+) -> Result<ScanConfigObject, OpError> {
+    let content_type = content_type
+        .filter(|c| !c.is_empty() && c.len() <= 255)
+        .unwrap_or("application/octet-stream");
+    let stored = app.transact(|state, now| {
+        let object = |id| ScanConfigObject {
+            id,
+            active: true,
+            name: scanner.short_name.clone(),
+            kind: wire::SCAN_CONFIG_TYPE.to_owned(),
+            content_type: content_type.to_owned(),
+            uploaded_date: now,
+        };
+        state
+            .store_config(application, &scanner.name, object, bytes)
+            .map(|doc| doc.object.clone())
+            .map_err(|e| refused(e.to_string()))
+    });
+    app.ack(stored).await?
+}
 
-    fn fail_task(&self, p: &Params) -> Result<Reply, Failure> {
-        let (id, message, agent_key, task_key) = Self::agent_call(p, true)?;
-        let message = message.unwrap_or_default();
-        let answer = self
-            .transact(|q, now| {
-                q.fail_task(now, id, message, agent_key, task_key)
-                    .map(Task::failure_message)
-            })
-            .map_err(|e| Failure::core(&e))?;
-        Ok(Reply::Text(
-            answer.unwrap_or_else(|| wire::fail_message(id.0, message)),
-        ))
-    }
+/// `requestScanAgentKey`: registers a scan agent; its key, to hand to it.
+pub(crate) async fn register_agent(app: &App) -> Result<String, OpError> {
+    let agent = app.transact(|state, now| {
+        state
+            .queue
+            .register_agent(now)
+            .map(|a| a.key.expose_secret().to_owned())
+            .map_err(|e| core_refusal(state, &e))
+    });
+    app.ack(agent).await?
+}
 
-    /// Stores the file under `results/` first, then applies the completion; the file is
-    /// removed again if the completion is refused or repeats one already applied (whose own
-    /// file was kept).
-    async fn complete_task(&self, mut p: Params) -> Result<Reply, Failure> {
-        let file = p.disk_file.take();
-        let (id, _, agent_key, task_key) = Self::agent_call(&p, false)?;
-        let mut file = file.ok_or_else(|| Failure::new(wire::missing_parameter("file")))?;
-        let to = self.data.result_path(id, file.file_name.as_deref());
-        file.move_to(to).await.map_err(|e| {
-            tracing::error!(error = %e, "could not move an upload into results/");
-            Failure::new("Could not store the uploaded file; see the server log.")
-        })?;
-        let (task, fresh) = self
-            .transact(|q, now| {
-                let was_active = q.task(id).is_some_and(|t| t.status().is_active());
-                q.complete_task(now, id, agent_key, task_key)
-                    .map(|t| (t.clone(), was_active))
-            })
-            .map_err(|e| Failure::core(&e))?;
-        if fresh {
-            let bytes = file.len;
-            let path = file.keep();
-            tracing::info!(task = id.0, bytes, path = %path.display(), "result file stored");
+/// A task assigned by `requestTask`, with its scan configuration document.
+#[derive(Debug)]
+pub(crate) struct Assignment {
+    pub(crate) task: Task,
+    pub(crate) config: Option<Arc<ScanConfigDoc>>,
+}
+
+/// `requestTask`: assigns the oldest queued task one of `scanners` (a comma-separated list
+/// of display or short names) can run; `Ok(None)` when there is none.
+pub(crate) async fn request_task(
+    app: &App,
+    scanners: &str,
+    agent_key: &str,
+    agent_config: &str,
+) -> Result<Option<Assignment>, OpError> {
+    let mut names: Vec<&str> = split_scanner_list(scanners)
+        .filter_map(|name| app.scanners.resolve(name))
+        .map(|s| s.name.as_str())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    if names.is_empty() {
+        let known: Vec<&str> = app.scanners.iter().map(|s| s.name.as_str()).collect();
+        return Err(refused(format!(
+            "No known scanner in scanners. Known scanners: {}.",
+            known.join(", ")
+        )));
+    }
+    let assigned = app.transact(|state, now| {
+        let task = match state
+            .queue
+            .request_task(now, agent_key, &names, agent_config)
+        {
+            Ok(Some(task)) => task.clone(),
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(core_refusal(state, &e)),
+        };
+        let config = task.scan_config().and_then(|id| state.config(id)).cloned();
+        Ok(Some(Assignment { task, config }))
+    });
+    app.ack(assigned).await?
+}
+
+/// The task and keys of an agent call.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AgentCall<'a> {
+    pub(crate) task: TaskId,
+    pub(crate) agent_key: &'a str,
+    pub(crate) task_key: &'a str,
+}
+
+/// `taskStatusUpdate`: a progress message (and a lease renewal).
+pub(crate) async fn update_status(
+    app: &App,
+    call: AgentCall<'_>,
+    message: &str,
+) -> Result<(), OpError> {
+    let updated = app.transact(|state, now| {
+        state
+            .queue
+            .update_status(now, call.task, message, call.agent_key, call.task_key)
+            .map(|_| ())
+            .map_err(|e| core_refusal(state, &e))
+    });
+    app.ack(updated).await?
+}
+
+/// `failTask`: the agent gives up; ThreadFix's answer, which is also the status message.
+pub(crate) async fn fail_task(
+    app: &App,
+    call: AgentCall<'_>,
+    message: &str,
+) -> Result<String, OpError> {
+    let failed = app.transact(|state, now| {
+        match state
+            .queue
+            .fail_task(now, call.task, message, call.agent_key, call.task_key)
+        {
+            Ok(task) => task
+                .failure_message()
+                .ok_or_else(|| refused(wire::INTERNAL_ERROR)),
+            Err(e) => Err(core_refusal(state, &e)),
         }
-        Ok(self.task_value(&task, Some((task_key, agent_key))))
-    }
+    });
+    app.ack(failed).await?
+}
 
-    /// The scan configuration document that applies to a task.
-    fn config_for(&self, task: &Task) -> Option<Arc<ScanConfigDoc>> {
-        self.configs
-            .lock()
-            .for_task(task.scan_config(), task.application(), task.scanner())
+/// `completeTask`: completes the task with `upload` as its result. The file is kept by the
+/// storage first; the completion and the record that refers to the file are then made
+/// together. The file stays only if it became the task's result: a refused call, or a
+/// retried one whose first call's file is already the result, leaves none behind.
+pub(crate) async fn complete_task(
+    app: &App,
+    call: AgentCall<'_>,
+    upload: Upload,
+) -> Result<TaskAnswer, OpError> {
+    let kept = app.storage.keep(upload, call.task).await.map_err(|e| {
+        tracing::error!(error = %e, "could not keep an upload as a result");
+        refused("Could not store the uploaded file; see the server log.")
+    })?;
+    let completed = app.transact(|state, now| {
+        let task = match state
+            .queue
+            .complete_task(now, call.task, call.agent_key, call.task_key)
+        {
+            Ok(task) => task.clone(),
+            Err(e) => return (Err(core_refusal(state, &e)), Some(kept)),
+        };
+        let unused = if state.result(call.task).is_none() {
+            let record = ResultRecord {
+                task: task.id(),
+                application: task.application(),
+                scanner: task.scanner().to_owned(),
+                file: kept.file.clone(),
+                file_name: kept.file_name.as_deref().map(|n| bounded(n, 255)),
+                content_type: kept.content_type.as_deref().map(|c| bounded(c, 255)),
+                size: kept.size,
+                sha256: kept.sha256.clone(),
+                received_ms: now,
+            };
+            match state.complete_with(record) {
+                Ok(()) => {
+                    kept.referenced();
+                    None
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "a result record did not apply");
+                    return (Err(refused(wire::INTERNAL_ERROR)), Some(kept));
+                }
+            }
+        } else {
+            Some(kept)
+        };
+        (Ok(TaskAnswer::new(state, &task)), unused)
+    });
+    let (answer, unused): (_, Option<Kept>) = app.ack(completed).await?;
+    if let Some(kept) = unused {
+        app.storage.discard(kept).await;
     }
+    answer
+}
 
-    fn task_value(&self, task: &Task, keys: Option<(&str, &str)>) -> Reply {
-        let doc = self.config_for(task);
-        let object = TaskObject::new(
-            task,
-            TaskExtras {
-                scanner_short_name: self.scanners.short_name(task.scanner()),
-                scan_config: doc.as_ref().map(|d| &d.object),
-                keys,
-            },
-        );
-        Reply::Task(Box::new(object))
-    }
+/// Cancels a task (the page): it becomes COMPLETE_DELETED.
+pub(crate) async fn cancel_task(app: &App, task: TaskId) -> Result<(), OpError> {
+    let cancelled = app.transact(|state, now| {
+        state
+            .queue
+            .cancel_task(now, task)
+            .map(|_| ())
+            .map_err(|e| core_refusal(state, &e))
+    });
+    app.ack(cancelled).await?
+}
+
+/// Revokes a scan agent (the page): its key stops working and the tasks it held go back to
+/// the queue; how many.
+pub(crate) async fn revoke_agent(app: &App, agent: AgentId) -> Result<usize, OpError> {
+    let revoked = app.transact(|state, now| {
+        state
+            .queue
+            .revoke_agent(now, agent)
+            .map(|requeued| requeued.len())
+            .map_err(|e| core_refusal(state, &e))
+    });
+    app.ack(revoked).await?
+}
+
+/// At most `max` characters of a client's text kept in a record.
+fn bounded(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
 }

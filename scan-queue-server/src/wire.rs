@@ -337,6 +337,15 @@ pub fn error_message(error: &Error) -> String {
     }
 }
 
+/// The message for a late call on a task whose lease ran out on its last attempt, so that it
+/// timed out instead of going back to the queue (ours).
+pub fn lease_expired_timed_out(task: scan_queue::TaskId) -> String {
+    format!(
+        "The lease of task {task} expired on its last attempt and the task timed out \
+         (COMPLETE_TIMEDOUT); its secure task key is no longer valid."
+    )
+}
+
 /// The unit after a bound's limit, for lengths.
 fn bound_unit(bound: Bound) -> &'static str {
     match bound {

@@ -1,7 +1,8 @@
 //! Crash test with the real binary: a mixed load from several agents over HTTP, SIGKILL in
 //! the middle, a restart on the same data directory, and a check that every acknowledged
 //! transition is there exactly once and that agents go on with the keys they hold. Repeated at
-//! several kill points.
+//! several kill points. The server runs under `umask 000`: every file it makes must still be
+//! private. Also: a result file a crash left without its record.
 
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
@@ -25,7 +26,10 @@ struct Process {
 
 impl Process {
     fn start(data_dir: &Path) -> Process {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_scan-queue-server"))
+        // The most permissive umask, so that only the server's own modes can keep files private.
+        let mut child = Command::new("sh")
+            .args(["-c", "umask 000 && exec \"$0\" \"$@\""])
+            .arg(env!("CARGO_BIN_EXE_scan-queue-server"))
             .args(["--listen", "127.0.0.1:0", "--api-key", API_KEY])
             .arg("--data-dir")
             .arg(data_dir)
@@ -343,6 +347,21 @@ async fn round(kill_after: usize) {
             }
         }
     }
+    // Each completed task has exactly one result file, and there is no other.
+    let results = files(&dir.path().join("results"));
+    let completed: Vec<u64> = model
+        .tasks
+        .iter()
+        .filter(|(id, t)| t.holder.is_some() && !fails(**id))
+        .map(|(id, _)| *id)
+        .collect();
+    for id in &completed {
+        let prefix = format!("task-{id}-");
+        let n = results.iter().filter(|n| n.starts_with(&prefix)).count();
+        assert_eq!(n, 1, "task {id}: {n} result files in {results:?}");
+    }
+    assert_eq!(results.len(), completed.len(), "{results:?}");
+    assert_private(dir.path());
     // Every agent key still works.
     for key in &keys {
         let r = client
@@ -400,6 +419,90 @@ async fn round(kill_after: usize) {
     let next = r["object"]["id"].as_u64().unwrap();
     let max = model.tasks.keys().max().copied().unwrap_or(0);
     assert!(next > max, "id {next} reused (acknowledged up to {max})");
+    server.kill();
+}
+
+/// The names of the files in `dir`.
+fn files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Every file under `root` is `0600` and every directory `0700`.
+fn assert_private(root: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut stack = vec![root.to_owned()];
+    let mut seen = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            let mode = meta.permissions().mode() & 0o777;
+            if meta.is_dir() {
+                assert_eq!(mode, 0o700, "{}", entry.path().display());
+                stack.push(entry.path());
+            } else {
+                assert_eq!(mode, 0o600, "{}", entry.path().display());
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen >= 5, "only {seen} entries under {}", root.display());
+}
+
+/// A crash between keeping a result file and journaling the completion leaves a file that no
+/// record refers to (here made as the crash would). The restart removes it, the task is
+/// still the agent's, and its retried completion leaves exactly one file: its own.
+#[tokio::test]
+async fn a_result_file_left_by_a_crash_is_removed_and_the_retry_keeps_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Process::start(dir.path());
+    let client = Client::new(&server.api);
+    let r = client
+        .call(
+            "queueScan",
+            &[("applicationId", "1"), ("scannerType", "zap")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r["object"]["id"], 1, "{r}");
+    let agent = client.call("requestScanAgentKey", &[]).await.unwrap();
+    let agent = agent["object"].as_str().unwrap().to_owned();
+    let r = client
+        .call(
+            "requestTask",
+            &[("scanners", "zap"), ("scanAgentSecureKey", &agent)],
+        )
+        .await
+        .unwrap();
+    let task_key = r["object"]["secureTaskKey"].as_str().unwrap().to_owned();
+    server.kill();
+    let orphan = dir.path().join("results/task-1-1700000000000x0-r.xml");
+    std::fs::write(&orphan, b"<partial").unwrap();
+
+    let server = Process::start(dir.path());
+    assert!(!orphan.exists(), "the orphan is still there");
+    let client = Client::new(&server.api);
+    let r = client.complete(1, &agent, &task_key).await.unwrap();
+    assert_eq!(r["object"]["statusString"], "COMPLETE_SUCCESSFUL", "{r}");
+    // A retry of the same completion (its answer was lost, say) is answered the same way and
+    // leaves no second file.
+    let r = client.complete(1, &agent, &task_key).await.unwrap();
+    assert_eq!(r["object"]["statusString"], "COMPLETE_SUCCESSFUL", "{r}");
+    let results = files(&dir.path().join("results"));
+    assert_eq!(results.len(), 1, "{results:?}");
+    let kept = std::fs::read(dir.path().join("results").join(&results[0])).unwrap();
+    assert_eq!(kept, b"<OWASPZAPReport/>");
+    server.kill();
+
+    // And it is the task's record across a restart.
+    let server = Process::start(dir.path());
+    assert_eq!(files(&dir.path().join("results")), results);
+    assert_private(dir.path());
     server.kill();
 }
 

@@ -108,6 +108,14 @@ impl Running {
         r["object"]["id"].as_u64().unwrap()
     }
 
+    async fn set_config(&self, bytes: &[u8]) -> Value {
+        let form = Form::new()
+            .text("appId", "1")
+            .text("scannerType", "zap")
+            .part("file", Part::bytes(bytes.to_vec()).file_name("zap.cfg"));
+        self.multipart("setTaskConfig", form).await
+    }
+
     async fn agent(&self) -> String {
         let r = self.call("requestScanAgentKey", &[]).await;
         r["object"].as_str().unwrap().to_owned()
@@ -381,5 +389,97 @@ async fn batch_policy_and_runtime_snapshots_compact_the_journal() {
     let s = start(dir.path(), Fsync::Batch, T0, 2).await;
     assert_eq!(s.update(1, &agent, &key).await["success"], true);
     assert_eq!(s.queue().await, 24);
+    s.stop().await;
+}
+
+fn config_file(answer: &Value) -> Vec<u8> {
+    let blob = answer["object"]["taskConfig"]["dataBlobs"]["configFile"]
+        .as_str()
+        .unwrap_or_default();
+    base64::engine::general_purpose::STANDARD
+        .decode(blob)
+        .unwrap()
+}
+
+/// A replaced scan config that a task refers to is in the journal with the current one, and
+/// both come back after a restart (and after a snapshot).
+#[tokio::test]
+async fn a_replaced_config_and_its_task_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), Fsync::Always, T0, 1).await;
+    assert_eq!(s.set_config(b"first").await["object"]["id"], 1);
+    let r = s
+        .call(
+            "queueScan",
+            &[
+                ("applicationId", "1"),
+                ("scannerType", "zap"),
+                ("scanConfigId", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(r["object"]["scanConfig"]["id"], 1, "{r}");
+    assert_eq!(s.set_config(b"second").await["object"]["id"], 2);
+    assert_eq!(s.queue().await, 2);
+    s.stop().await;
+
+    for seed in [2, 3] {
+        // The second start replays the records; the third starts from the snapshot the
+        // second took.
+        let s = start(dir.path(), Fsync::Always, T0 + 1_000, seed).await;
+        let r = s
+            .call(
+                "queueScan",
+                &[
+                    ("applicationId", "1"),
+                    ("scannerType", "zap"),
+                    ("scanConfigId", "1"),
+                ],
+            )
+            .await;
+        assert_eq!(r["success"], true, "config 1 is still there: {r}");
+        s.stop().await;
+    }
+    let s = start(dir.path(), Fsync::Always, T0 + 2_000, 4).await;
+    let agent = s.agent().await;
+    assert_eq!(config_file(&s.take(&agent).await), b"first");
+    assert_eq!(config_file(&s.take(&agent).await), b"second");
+    s.stop().await;
+}
+
+/// An earlier version kept scan configs as files under `configs/`: they are imported at
+/// start, with their ids, and the directory goes.
+#[tokio::test]
+async fn scan_configs_of_an_earlier_version_are_imported() {
+    let dir = tempfile::tempdir().unwrap();
+    let configs = dir.path().join("configs");
+    std::fs::create_dir_all(&configs).unwrap();
+    let header = r#"{"application":1,"scanner":"OWASP Zed Attack Proxy","object":{"id":4,"active":true,"name":"zap","type":"scanagtcfg","contentType":"text/plain","uploadedDate":1700000000000}}"#;
+    std::fs::write(
+        configs.join("config-00000000000000000004.cfg"),
+        format!("{header}\nzap.legacy=1"),
+    )
+    .unwrap();
+    let s = start(dir.path(), Fsync::Always, T0, 1).await;
+    assert!(!configs.exists(), "configs/ was not removed");
+    let r = s
+        .call(
+            "queueScan",
+            &[
+                ("applicationId", "1"),
+                ("scannerType", "zap"),
+                ("scanConfigId", "4"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        r["object"]["scanConfig"]["contentType"], "text/plain",
+        "{r}"
+    );
+    assert_eq!(s.set_config(b"next").await["object"]["id"], 5, "ids go on");
+    s.stop().await;
+    let s = start(dir.path(), Fsync::Always, T0 + 1, 2).await;
+    let agent = s.agent().await;
+    assert_eq!(config_file(&s.take(&agent).await), b"zap.legacy=1");
     s.stop().await;
 }

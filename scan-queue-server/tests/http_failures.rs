@@ -102,10 +102,10 @@ async fn api_key_missing_wrong_or_given_as_a_parameter() {
 }
 
 #[tokio::test]
-async fn an_upload_before_the_api_key_is_refused_and_not_stored() {
+async fn an_api_key_after_the_file_is_honoured_and_a_large_early_file_refused() {
     let (s, agent, task_key) = one_assigned().await;
-    // The key comes after the file: the file is never written.
-    let form = complete_form(1, &agent, &task_key, b"<xml/>").text("apiKey", API_KEY);
+    // A wrong key after the file: refused, nothing stored.
+    let form = complete_form(1, &agent, &task_key, b"<xml/>").text("apiKey", "wrong");
     let r = json(
         s.http
             .post(s.url("completeTask"))
@@ -117,6 +117,51 @@ async fn an_upload_before_the_api_key_is_refused_and_not_stored() {
     .await;
     assert_failure(&r, "Authentication failed, check your API Key.");
     assert_eq!(status(&s, 1), TaskStatus::Assigned);
+    assert!(s.results().is_empty() && s.incoming().is_empty());
+    // A file larger than what is held before the key is known, key after it: refused with
+    // a message saying to send the key first; nothing reached the disk.
+    let big = vec![b'x'; 200 * 1024];
+    let form = complete_form(1, &agent, &task_key, &big).text("apiKey", API_KEY);
+    let r = json(
+        s.http
+            .post(s.url("completeTask"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r["success"], false, "{r}");
+    let message = r["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("Send the API key before the file"),
+        "{message}"
+    );
+    assert_eq!(status(&s, 1), TaskStatus::Assigned);
+    assert!(s.results().is_empty() && s.incoming().is_empty());
+    // The right key after a small file: honoured (regression: it used to be refused).
+    let form = complete_form(1, &agent, &task_key, b"<xml/>").text("apiKey", API_KEY);
+    let r = json(
+        s.http
+            .post(s.url("completeTask"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r["success"], true, "{r}");
+    assert_eq!(r["object"]["statusString"], "COMPLETE_SUCCESSFUL", "{r}");
+    let results = s.results();
+    assert_eq!(results.len(), 1);
+    assert_eq!(std::fs::read(&results[0]).unwrap(), b"<xml/>");
+    assert!(s.incoming().is_empty());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_api_key_field_before_the_file_works() {
+    let (s, agent, task_key) = one_assigned().await;
     // Before the file, it works.
     let form = Form::new()
         .text("apiKey", API_KEY)
@@ -207,6 +252,32 @@ async fn stale_key_after_lease_expiry() {
     let r = s.complete(1, &second, &new_key).await;
     assert_eq!(r["object"]["statusString"], "COMPLETE_SUCCESSFUL", "{r}");
     assert_eq!(s.results().len(), 1);
+    s.stop().await;
+}
+
+/// Regression: a late call on a task whose lease ran out on its last attempt was told the
+/// task "was taken back", though it timed out and was not queued again.
+#[tokio::test]
+async fn a_late_call_after_the_last_attempt_says_the_task_timed_out() {
+    let s = TestServer::start_with(|c| c.queue.max_attempts = 1).await;
+    assert_eq!(s.queue_scan(BURP).await, 1);
+    let agent = s.agent_key().await;
+    let (_, task_key) = s.request_task(&agent, BURP).await.unwrap();
+    s.clock
+        .advance_ms(scan_queue::Config::default().lease_ms + 1);
+    let r = s.update(1, "too late", &agent, &task_key).await;
+    assert_failure(
+        &r,
+        "The lease of task 1 expired on its last attempt and the task timed out \
+         (COMPLETE_TIMEDOUT); its secure task key is no longer valid.",
+    );
+    assert_eq!(status(&s, 1), TaskStatus::CompleteTimedOut);
+    let r = s.complete(1, &agent, &task_key).await;
+    assert!(
+        r["message"].as_str().unwrap().contains("COMPLETE_TIMEDOUT"),
+        "{r}"
+    );
+    assert!(s.results().is_empty() && s.incoming().is_empty());
     s.stop().await;
 }
 

@@ -8,12 +8,13 @@
 //! rendered escaped by the templates (`view.rs`).
 
 pub(crate) mod listing;
-pub(crate) mod session;
+mod scrape;
 mod view;
 
-use crate::http::Outcome;
-use crate::params::{Params, ParseLimits};
-use crate::server::App;
+use crate::app::App;
+use crate::http::params::{Params, ParseLimits};
+use crate::ops::{self, OpError};
+use crate::sessions::{self as session, Session};
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::header::{
@@ -25,8 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use listing::{Detail, Filter};
 use maud::{Markup, html};
-use scan_queue::{AgentId, ApplicationId, NewScan, TaskId, TaskStatus};
-use session::Session;
+use scan_queue::{AgentId, ApplicationId, ScanConfigId, TaskId, TaskStatus};
 use std::sync::Arc;
 use view::Ctx;
 
@@ -63,7 +63,7 @@ pub(crate) fn routes(mut router: axum::Router<Arc<App>>) -> axum::Router<Arc<App
                 &format!("{prefix}/tasks/agent/{{agent}}/revoke"),
                 get(confirm_revoke).post(revoke),
             )
-            .route(&format!("{prefix}/metrics"), get(crate::metrics::scrape));
+            .route(&format!("{prefix}/metrics"), get(scrape::scrape));
     }
     router
 }
@@ -89,10 +89,7 @@ fn harden(response: &mut Response) {
 
 fn tagged(mut response: Response, endpoint: &'static str, outcome: &'static str) -> Response {
     harden(&mut response);
-    response
-        .extensions_mut()
-        .insert(Outcome { endpoint, outcome });
-    response
+    crate::http::tagged(response, endpoint, outcome)
 }
 
 fn page(
@@ -115,12 +112,15 @@ fn redirect(to: &str, endpoint: &'static str) -> Response {
     tagged(response, endpoint, "ok")
 }
 
-impl App {
-    /// The request's session, if its cookie names a live one.
-    pub(crate) fn session(&self, headers: &HeaderMap) -> Option<Session> {
-        let cookie = headers.get(COOKIE).and_then(|v| v.to_str().ok());
-        self.sessions.find(cookie, self.clock.now_ms())
-    }
+/// The request's session, if its cookie names a live one.
+pub(crate) fn session(app: &App, headers: &HeaderMap) -> Option<Session> {
+    let cookie = headers.get(COOKIE).and_then(|v| v.to_str().ok());
+    app.sessions.find(cookie, app.clock.now_ms())
+}
+
+/// The message of a refused action.
+fn op_message(error: OpError) -> String {
+    crate::http::Failure::from(error).message
 }
 
 /// No session: a page sends the browser to the login form; anything else is refused.
@@ -175,7 +175,7 @@ async fn checked_form(
     if cross_site(request.headers()) {
         return Err(cross_site_refused(prefix, endpoint));
     }
-    let Some(session) = app.session(request.headers()) else {
+    let Some(session) = session(app, request.headers()) else {
         return Err(unauthenticated(app, prefix, endpoint, false));
     };
     let params = read_form(request).await.map_err(|_| {
@@ -281,15 +281,14 @@ async fn asset(Path(file): Path<String>) -> Response {
             return tagged(r, "static", "not_found");
         }
     };
-    let mut response = ([(CONTENT_TYPE, content_type)], body).into_response();
-    harden(&mut response);
+    let mut response = tagged(
+        ([(CONTENT_TYPE, content_type)], body).into_response(),
+        "static",
+        "ok",
+    );
     response
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response.extensions_mut().insert(Outcome {
-        endpoint: "static",
-        outcome: "ok",
-    });
     response
 }
 
@@ -322,7 +321,7 @@ fn flash(q: &[(String, String)]) -> Option<String> {
 
 async fn list(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap) -> Response {
     let prefix = prefix(&uri);
-    let Some(session) = app.session(&headers) else {
+    let Some(session) = session(&app, &headers) else {
         return unauthenticated(&app, prefix, "tasks_page", true);
     };
     let q = query(&uri);
@@ -336,14 +335,13 @@ async fn list(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap) -> Resp
             .and_then(|b| b.parse().ok())
             .map(TaskId),
     };
-    let (listing, stats, (agents, agent_total)) = {
-        let queue = app.queue.lock();
+    let (listing, stats, (agents, agent_total)) = app.read(|s| {
         (
-            listing::newest_first(&queue, &filter),
-            queue.stats(),
-            listing::agents(&queue),
+            listing::newest_first(&s.queue, &filter),
+            s.queue.stats(),
+            listing::agents(&s.queue),
         )
-    };
+    });
     let ctx = Ctx {
         prefix,
         csrf: Some(&session.csrf),
@@ -370,7 +368,7 @@ fn parse_task_id(raw: &str) -> Option<TaskId> {
 /// The task a path segment names, copied out under a brief lock, if it exists.
 fn task_detail(app: &App, raw_id: &str) -> Option<Detail> {
     let id = parse_task_id(raw_id)?;
-    app.queue.lock().task(id).map(Detail::new)
+    app.read(|s| s.queue.task(id).map(Detail::new))
 }
 
 fn not_found(ctx: Ctx<'_>, endpoint: &'static str, what: &str) -> Response {
@@ -389,7 +387,7 @@ async fn detail(
     headers: HeaderMap,
 ) -> Response {
     let prefix = prefix(&uri);
-    let Some(session) = app.session(&headers) else {
+    let Some(session) = session(&app, &headers) else {
         return unauthenticated(&app, prefix, "task_page", true);
     };
     let ctx = Ctx {
@@ -418,7 +416,7 @@ async fn confirm_cancel(
     headers: HeaderMap,
 ) -> Response {
     let prefix = prefix(&uri);
-    let Some(session) = app.session(&headers) else {
+    let Some(session) = session(&app, &headers) else {
         return unauthenticated(&app, prefix, "cancel", true);
     };
     let ctx = Ctx {
@@ -456,7 +454,7 @@ async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>, request: Re
     let Some(id) = parse_task_id(&id) else {
         return not_found(ctx, "cancel", "No such task.");
     };
-    match app.transact(|q, now| q.cancel_task(now, id).map(|_| ())) {
+    match ops::cancel_task(&app, id).await {
         Ok(()) => {
             tracing::info!(task = id.0, "task cancelled from the page");
             redirect(
@@ -466,11 +464,7 @@ async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>, request: Re
         }
         Err(e) => page(
             StatusCode::CONFLICT,
-            view::message(
-                ctx,
-                "Not cancelled",
-                &crate::params::Failure::core(&e).message,
-            ),
+            view::message(ctx, "Not cancelled", &op_message(e)),
             "cancel",
             "refused",
         ),
@@ -488,7 +482,7 @@ async fn confirm_revoke(
     headers: HeaderMap,
 ) -> Response {
     let prefix = prefix(&uri);
-    let Some(session) = app.session(&headers) else {
+    let Some(session) = session(&app, &headers) else {
         return unauthenticated(&app, prefix, "revoke", true);
     };
     let ctx = Ctx {
@@ -496,9 +490,11 @@ async fn confirm_revoke(
         csrf: Some(&session.csrf),
     };
     let held = parse_agent(&agent).and_then(|a| {
-        let q = app.queue.lock();
-        q.agent_tasks(a)
-            .map(|t| (a, t.take(100).collect::<Vec<_>>()))
+        app.read(|s| {
+            s.queue
+                .agent_tasks(a)
+                .map(|t| (a, t.take(100).collect::<Vec<_>>()))
+        })
     });
     let Some((agent, tasks)) = held else {
         return not_found(
@@ -540,21 +536,17 @@ async fn revoke(
     let Some(agent) = parse_agent(&agent) else {
         return not_found(ctx, "revoke", "No such scan agent.");
     };
-    match app.transact(|q, now| q.revoke_agent(now, agent)) {
+    match ops::revoke_agent(&app, agent).await {
         Ok(requeued) => {
-            tracing::info!(agent = %agent, requeued = requeued.len(), "scan agent revoked from the page");
+            tracing::info!(agent = %agent, requeued, "scan agent revoked from the page");
             redirect(
-                &format!("{prefix}/tasks?done=revoked&n={}", requeued.len()),
+                &format!("{prefix}/tasks?done=revoked&n={requeued}"),
                 "revoke",
             )
         }
         Err(e) => page(
             StatusCode::CONFLICT,
-            view::message(
-                ctx,
-                "Not revoked",
-                &crate::params::Failure::core(&e).message,
-            ),
+            view::message(ctx, "Not revoked", &op_message(e)),
             "revoke",
             "refused",
         ),
@@ -586,28 +578,27 @@ async fn queue_scan(State(app): State<Arc<App>>, request: Request) -> Response {
     let Some(scanner) = app.scanners.resolve(scanner_type) else {
         return refused(crate::wire::bad_scanner(false, scanner_type));
     };
+    let scan_config = match params.optional_positive_int("scanConfigId") {
+        Ok(id) => id.map(ScanConfigId),
+        Err(f) => return refused(f.message),
+    };
     let target_url = params.optional("targetURL");
-    let queued = app.transact(|q, now| {
-        let mut scan = NewScan::new(application, &scanner.name);
-        scan.target_url = target_url;
-        q.queue_scan(now, scan).map(|t| t.id())
-    });
-    match queued {
-        Ok(id) => redirect(
-            &format!("{prefix}/tasks?done=queued&id={}", id.0),
+    match ops::queue_scan(&app, application, scanner, target_url, scan_config).await {
+        Ok(answer) => redirect(
+            &format!("{prefix}/tasks?done=queued&id={}", answer.task.id().0),
             "queue_scan",
         ),
-        Err(e) => refused(crate::params::Failure::core(&e).message),
+        Err(e) => refused(op_message(e)),
     }
 }
 
 /// What `app.js` polls: counts per status, live agents, and the depth chart's points.
 async fn summary(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap) -> Response {
-    if app.session(&headers).is_none() {
+    if session(&app, &headers).is_none() {
         return unauthenticated(&app, prefix(&uri), "summary", false);
     }
     let now_ms = app.clock.now_ms();
-    let stats = app.queue.lock().stats();
+    let stats = app.read(|s| s.queue.stats());
     app.metrics.sample(now_ms, &stats);
     let counts: serde_json::Map<String, serde_json::Value> = TaskStatus::ALL
         .into_iter()

@@ -1,0 +1,237 @@
+//! The server's shared state and the one function every change goes through,
+//! [`App::transact`]: an operation on the [`State`] under its lock, its records handed to the
+//! [`Storage`] in order, and an [`Unacked`] result that can only be answered after the
+//! storage says it is durable. Also the deadline timer.
+
+use crate::auth::ApiKey;
+use crate::clock::Clock;
+use crate::metrics::Metrics;
+use crate::scanners::Scanners;
+use crate::state::{Fact, Record, State};
+use crate::storage::Storage;
+use parking_lot::Mutex;
+use scan_queue::{AgentId, Event, Queue, TaskId, TaskStatus};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// The bounds on what one request may carry.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// The largest result file `completeTask` accepts, in bytes.
+    pub(crate) upload_bytes: u64,
+    /// The largest scan configuration document `setTaskConfig` accepts, in bytes.
+    pub(crate) config_bytes: usize,
+    /// The largest agent configuration text `requestTask` accepts, in bytes.
+    pub(crate) agent_config_bytes: usize,
+}
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub(crate) struct App {
+    /// The queue and what the server keeps beside it, behind one lock (as quinn keeps
+    /// quinn-proto): every operation under it is short, and no I/O happens under it.
+    state: Mutex<State>,
+    /// Where every change is kept.
+    pub(crate) storage: Box<dyn Storage>,
+    pub(crate) clock: Clock,
+    pub(crate) api_key: ApiKey,
+    pub(crate) scanners: Scanners,
+    pub(crate) limits: Limits,
+    /// HTTP request counters and the queue-depth history (`/metrics`, the page's chart).
+    pub(crate) metrics: Metrics,
+    /// The Scan Agent Tasks page's login sessions.
+    pub(crate) sessions: crate::sessions::Sessions,
+    /// Wakes the timer when a deadline earlier than the one it sleeps until appears.
+    timer: Notify,
+    /// The deadline the timer sleeps until (`u64::MAX`: none). Written and compared only
+    /// under the state's lock, so no earlier deadline can slip between the two.
+    armed_ms: AtomicU64,
+}
+
+/// The result of an operation whose records may not be durable yet. The only ways to its
+/// value are [`App::ack`] (wait until durable: every answer) and
+/// [`unanswered`](Unacked::unanswered) (nobody is told: the timer).
+#[must_use = "an answer must wait until its change is durable: App::ack"]
+#[derive(Debug)]
+pub(crate) struct Unacked<T> {
+    value: T,
+    seq: u64,
+}
+
+impl<T> Unacked<T> {
+    /// The value, for a caller that answers nobody.
+    pub(crate) fn unanswered(self) -> T {
+        self.value
+    }
+}
+
+/// The storage failed: the change may not be kept, and the server is stopping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StorageFailed;
+
+impl App {
+    pub(crate) fn new(
+        state: State,
+        storage: Box<dyn Storage>,
+        clock: Clock,
+        api_key: ApiKey,
+        scanners: Scanners,
+        limits: Limits,
+    ) -> App {
+        App {
+            state: Mutex::new(state),
+            storage,
+            clock,
+            api_key,
+            scanners,
+            limits,
+            metrics: Metrics::new(),
+            sessions: crate::sessions::Sessions::default(),
+            timer: Notify::new(),
+            armed_ms: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// Runs one operation on the state at the current time, under its lock, and hands the
+    /// records it made to the storage (still under the lock, which gives them their order;
+    /// the storage does no I/O there). Nothing here awaits.
+    pub(crate) fn transact<T>(&self, op: impl FnOnce(&mut State, u64) -> T) -> Unacked<T> {
+        let now_ms = self.clock.now_ms();
+        let mut state = self.state.lock();
+        let value = op(&mut state, now_ms);
+        let records = state.take_records();
+        let logged: Vec<Logged> = records.iter().map(|r| describe(&state.queue, r)).collect();
+        let wake = state
+            .queue
+            .next_deadline_ms()
+            .is_some_and(|next| next < self.armed_ms.load(Ordering::Relaxed));
+        let seq = self.storage.append(records, &state);
+        drop(state);
+        if wake {
+            self.timer.notify_one();
+        }
+        for l in logged {
+            l.log();
+        }
+        Unacked { value, seq }
+    }
+
+    /// Waits until the change behind `unacked` — and every change before it, which the
+    /// answer may reflect — is durable.
+    pub(crate) async fn ack<T>(&self, unacked: Unacked<T>) -> Result<T, StorageFailed> {
+        if self.storage.durable(unacked.seq).await {
+            Ok(unacked.value)
+        } else {
+            Err(StorageFailed)
+        }
+    }
+
+    /// Reads the state under its lock (briefly: copy out what is needed).
+    pub(crate) fn read<T>(&self, view: impl FnOnce(&State) -> T) -> T {
+        view(&self.state.lock())
+    }
+
+    /// The state's lock, to read; for [`crate::Server::queue`].
+    pub(crate) fn lock(&self) -> parking_lot::MutexGuard<'_, State> {
+        self.state.lock()
+    }
+
+    /// Makes the timer look at the next deadline again.
+    pub(crate) fn wake_timer(&self) {
+        self.timer.notify_one();
+    }
+}
+
+/// The longest the timer sleeps without looking again (wall-clock jumps, manual clocks).
+const MAX_TIMER_SLEEP: Duration = Duration::from_secs(60);
+
+impl App {
+    /// Sleeps until the queue's next deadline and applies it, forever.
+    pub(crate) async fn run_timer(&self) {
+        let advance = || {
+            self.transact(|s, now| s.queue.advance(now)).unanswered();
+        };
+        loop {
+            let wait_ms = {
+                let state = self.state.lock();
+                let next = state.queue.next_deadline_ms();
+                self.armed_ms
+                    .store(next.unwrap_or(u64::MAX), Ordering::Relaxed);
+                next.map(|at| at.saturating_sub(self.clock.now_ms()))
+            };
+            match wait_ms {
+                Some(0) => advance(),
+                Some(ms) => {
+                    let sleep = Duration::from_millis(ms).min(MAX_TIMER_SLEEP);
+                    tokio::select! {
+                        () = tokio::time::sleep(sleep) => advance(),
+                        () = self.timer.notified() => {}
+                    }
+                }
+                None => {
+                    tokio::select! {
+                        () = tokio::time::sleep(MAX_TIMER_SLEEP) => {}
+                        () = self.timer.notified() => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One change, as logged: never a key.
+struct Logged {
+    what: &'static str,
+    task: Option<TaskId>,
+    agent: Option<AgentId>,
+    status: Option<TaskStatus>,
+}
+
+impl Logged {
+    fn log(&self) {
+        let task = self.task.map(|t| t.0);
+        let agent = self.agent.map(tracing::field::display);
+        let status = self.status.map(TaskStatus::name);
+        tracing::info!(task, agent, status, "{}", self.what);
+    }
+}
+
+/// What a record was, for the log: the task, the agent's public id, the status now.
+fn describe(queue: &Queue, record: &Record) -> Logged {
+    let event = match record {
+        Record::Event(event) => event,
+        Record::Fact(Fact::ScanConfigStored(_)) => {
+            return Logged {
+                what: "scan config stored",
+                task: None,
+                agent: None,
+                status: None,
+            };
+        }
+        Record::Fact(Fact::Completed { event, .. }) => event,
+    };
+    let task = event.task();
+    let current = task.and_then(|id| queue.task(id));
+    let holder = current.and_then(|t| t.assignment()).map(|a| a.agent());
+    let status = current.map(scan_queue::Task::status);
+    let (what, agent) = match event {
+        Event::AgentRegistered { agent, .. } => ("scan agent registered", Some(*agent)),
+        Event::AgentRevoked { agent, .. } => ("scan agent revoked", Some(*agent)),
+        Event::TaskQueued { .. } => ("task queued", None),
+        Event::TaskAssigned { agent, .. } => ("task assigned", Some(*agent)),
+        Event::StatusUpdated { .. } => ("task status update", holder),
+        Event::TaskCompleted { .. } => ("task completed", holder),
+        Event::TaskFailed { .. } => ("task failed", holder),
+        Event::TaskCancelled { .. } => ("task cancelled", holder),
+        Event::LeaseExpired { .. } => ("lease expired", None),
+        Event::DeadlineReached { .. } => ("task deadline reached", holder),
+        _ => ("queue event", None),
+    };
+    Logged {
+        what,
+        task,
+        agent,
+        status,
+    }
+}

@@ -1,0 +1,70 @@
+//! What a server is configured with, and the checks it must pass before the server starts.
+
+use crate::auth::ApiKey;
+use crate::scanners::Scanners;
+use crate::storage::journal::Durability;
+use std::path::PathBuf;
+
+/// Everything a server is configured with.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The administrator API key every call must present.
+    pub api_key: ApiKey,
+    /// Where the journal, result files and uploads in flight are kept.
+    pub data_dir: PathBuf,
+    /// How the state persists across restarts (`None`: in memory only, lost when the
+    /// process stops; files then go to a private temporary directory).
+    pub durability: Option<Durability>,
+    /// The queue's durations and bounds (lease, task deadline, attempts, …). Its
+    /// `record_events` must stay on: the events are what the server persists.
+    pub queue: scan_queue::Config,
+    /// The scanners tasks may use.
+    pub scanners: Scanners,
+    /// The largest result file `completeTask` accepts, in bytes.
+    pub max_upload_bytes: u64,
+    /// The largest scan configuration document `setTaskConfig` accepts, in bytes (at most
+    /// [`MAX_CONFIG_BYTES_LIMIT`](Self::MAX_CONFIG_BYTES_LIMIT)).
+    pub max_config_bytes: usize,
+}
+
+impl ServerConfig {
+    /// Default upload bound: 100 MiB.
+    pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 100 * 1024 * 1024;
+    /// Default configuration document bound: 1 MiB.
+    pub const DEFAULT_MAX_CONFIG_BYTES: usize = 1024 * 1024;
+    /// The largest `max_config_bytes` allowed: a document is one journal record.
+    pub const MAX_CONFIG_BYTES_LIMIT: usize = 8 * 1024 * 1024;
+
+    /// The defaults (queue defaults, the six scanners, the default bounds, durable with
+    /// `fsync` always) with this key and data directory.
+    pub fn new(api_key: ApiKey, data_dir: impl Into<PathBuf>) -> ServerConfig {
+        ServerConfig {
+            api_key,
+            data_dir: data_dir.into(),
+            durability: Some(Durability::default()),
+            queue: scan_queue::Config::default(),
+            scanners: Scanners::default(),
+            max_upload_bytes: Self::DEFAULT_MAX_UPLOAD_BYTES,
+            max_config_bytes: Self::DEFAULT_MAX_CONFIG_BYTES,
+        }
+    }
+
+    /// Refuses a configuration the server cannot keep its promises with.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if !self.queue.record_events {
+            return Err(
+                "queue.record_events must be on: the queue's events are what the server \
+                        persists and replays"
+                    .into(),
+            );
+        }
+        if self.max_config_bytes > Self::MAX_CONFIG_BYTES_LIMIT {
+            return Err(format!(
+                "max_config_bytes is {}; at most {} (a scan config is one journal record)",
+                self.max_config_bytes,
+                Self::MAX_CONFIG_BYTES_LIMIT
+            ));
+        }
+        Ok(())
+    }
+}

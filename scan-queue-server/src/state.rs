@@ -1,0 +1,580 @@
+//! The server's durable state: the core's queue and what the server keeps beside it (scan
+//! configuration documents, result records). It changes only through [`Record`]s — the
+//! core's events and the server's own [`Fact`]s — and the live path applies each record with
+//! the same code recovery replays it with. Pure: no I/O, no clock, no lock.
+
+use crate::wire::ScanConfigObject;
+use scan_queue::{
+    ApplicationId, Config, Event, KeySource, Queue, ScanConfigId, Snapshot, TaskId, TaskStatus,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// One durable change, in log order.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub(crate) enum Record {
+    /// A change of the core's queue (older journals hold only these).
+    Event(Event),
+    /// A change of what the server keeps beside the queue.
+    Fact(Fact),
+}
+
+/// A change the server makes beside the queue.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum Fact {
+    /// A scan configuration document was stored; it becomes its pair's current one.
+    ScanConfigStored(Arc<ScanConfigDoc>),
+    /// A task was completed with this result file: one record, so that a crash can never
+    /// keep the completion without its result or the reverse.
+    Completed {
+        /// The core's `TaskCompleted` event.
+        event: Event,
+        /// The result.
+        result: Arc<ResultRecord>,
+    },
+}
+
+impl Record {
+    /// Decodes a record's JSON: a [`Fact`] when it is one (its JSON starts with a fact's
+    /// tag), else a core [`Event`], so that every error message is the precise one.
+    pub(crate) fn from_json(payload: &[u8]) -> Result<Record, serde_json::Error> {
+        let is_fact = [&b"{\"ScanConfigStored\""[..], b"{\"Completed\""]
+            .iter()
+            .any(|tag| payload.starts_with(tag));
+        if is_fact {
+            serde_json::from_slice(payload).map(Record::Fact)
+        } else {
+            serde_json::from_slice(payload).map(Record::Event)
+        }
+    }
+}
+
+/// A scan agent configuration document (`setTaskConfig`). Immutable once stored: a task
+/// refers to it by id, and it is kept while any task or its pair's "current" refers to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ScanConfigDoc {
+    /// The application it is for.
+    pub(crate) application: ApplicationId,
+    /// The scanner's display name it is for.
+    pub(crate) scanner: String,
+    /// What ThreadFix shows of it.
+    pub(crate) object: ScanConfigObject,
+    /// The document, as uploaded.
+    #[serde(with = "base64_bytes")]
+    pub(crate) bytes: Vec<u8>,
+}
+
+/// A completed task's result file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ResultRecord {
+    /// The task it completed.
+    pub(crate) task: TaskId,
+    /// The task's application.
+    pub(crate) application: ApplicationId,
+    /// The task's scanner (display name).
+    pub(crate) scanner: String,
+    /// Where the storage keeps it (a file name under `results/`).
+    pub(crate) file: String,
+    /// The name the agent uploaded it as, if any.
+    pub(crate) file_name: Option<String>,
+    /// The content type the agent sent, if any.
+    pub(crate) content_type: Option<String>,
+    /// Bytes.
+    pub(crate) size: u64,
+    /// SHA-256 of the bytes, lowercase hex.
+    pub(crate) sha256: String,
+    /// When it was received, epoch milliseconds.
+    pub(crate) received_ms: u64,
+}
+
+/// The whole state at one point of the log, as a snapshot file holds it. Older snapshots hold
+/// only the queue's [`Snapshot`] (see [`StateSnapshot::from_json`]).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct StateSnapshot {
+    /// The core's state. Serialized first: [`StateSnapshot::from_json`] relies on it.
+    pub(crate) queue: Snapshot,
+    /// Every scan configuration document kept.
+    #[serde(default)]
+    pub(crate) configs: Vec<Arc<ScanConfigDoc>>,
+    /// Every result record.
+    #[serde(default)]
+    pub(crate) results: Vec<Arc<ResultRecord>>,
+    /// Whether every result file has a record (false in snapshots from before result
+    /// records: their files are adopted once, at start-up).
+    #[serde(default)]
+    pub(crate) results_tracked: bool,
+}
+
+impl StateSnapshot {
+    /// Decodes a snapshot payload: this type when it starts with its `queue` field, else an
+    /// older snapshot holding only the queue.
+    pub(crate) fn from_json(payload: &[u8]) -> Result<StateSnapshot, serde_json::Error> {
+        if payload.starts_with(b"{\"queue\"") {
+            serde_json::from_slice(payload)
+        } else {
+            serde_json::from_slice(payload).map(|queue| StateSnapshot {
+                queue,
+                configs: Vec::new(),
+                results: Vec::new(),
+                results_tracked: false,
+            })
+        }
+    }
+}
+
+/// Why a record does not apply to the state.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ApplyError {
+    /// The core refused the event.
+    #[error(transparent)]
+    Core(#[from] scan_queue::Error),
+    /// A fact that cannot follow the state (a log out of order or not of this state).
+    #[error("{0}")]
+    Fact(String),
+}
+
+/// Why a scan configuration document was not stored.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ConfigRefused {
+    /// [`State::MAX_CONFIG_PAIRS`] pairs already have one and this pair does not.
+    #[error(
+        "Limit reached for scan configs: at most {} application and scanner pairs.",
+        State::MAX_CONFIG_PAIRS
+    )]
+    Full,
+}
+
+/// The queue and what the server keeps beside it.
+#[derive(Debug)]
+pub(crate) struct State {
+    /// The core.
+    pub(crate) queue: Queue,
+    /// Scan configuration documents by id.
+    configs: BTreeMap<u64, Arc<ScanConfigDoc>>,
+    /// The current document of each (application, scanner display name).
+    current: HashMap<(ApplicationId, String), u64>,
+    /// Result records by task.
+    results: BTreeMap<TaskId, Arc<ResultRecord>>,
+    /// Whether every result file has a record (see [`StateSnapshot::results_tracked`]).
+    pub(crate) results_tracked: bool,
+    /// Records made by the last operation, in order, not yet taken by the storage.
+    outbox: Vec<Record>,
+}
+
+impl State {
+    /// How many (application, scanner) pairs may have a scan configuration document.
+    pub(crate) const MAX_CONFIG_PAIRS: usize = 4096;
+
+    /// An empty state. The queue must record its events: they are what is persisted.
+    pub(crate) fn new(config: Config, keys: KeySource) -> Result<State, scan_queue::Error> {
+        Ok(State::with_queue(Queue::new(config, keys)?))
+    }
+
+    fn with_queue(queue: Queue) -> State {
+        State {
+            queue,
+            configs: BTreeMap::new(),
+            current: HashMap::new(),
+            results: BTreeMap::new(),
+            results_tracked: true,
+            outbox: Vec::new(),
+        }
+    }
+
+    /// The state a snapshot holds.
+    pub(crate) fn restore(
+        config: Config,
+        keys: KeySource,
+        snapshot: StateSnapshot,
+    ) -> Result<State, ApplyError> {
+        let mut state = State::with_queue(Queue::restore(config, keys, snapshot.queue)?);
+        for doc in snapshot.configs {
+            let id = doc.object.id;
+            if state
+                .configs
+                .keys()
+                .next_back()
+                .is_some_and(|last| *last >= id)
+            {
+                return Err(ApplyError::Fact(format!("scan config {id} out of order")));
+            }
+            let pair = (doc.application, doc.scanner.clone());
+            state.current.insert(pair, id);
+            state.configs.insert(id, doc);
+        }
+        state.drop_unreferenced_configs();
+        for result in snapshot.results {
+            state.insert_result(result)?;
+        }
+        state.results_tracked = snapshot.results_tracked;
+        Ok(state)
+    }
+
+    /// The whole state, for a snapshot file.
+    pub(crate) fn snapshot(&self) -> StateSnapshot {
+        StateSnapshot {
+            queue: self.queue.snapshot(),
+            configs: self.configs.values().cloned().collect(),
+            results: self.results.values().cloned().collect(),
+            results_tracked: self.results_tracked,
+        }
+    }
+
+    /// Applies a record read back from the log (recovery, a standby).
+    pub(crate) fn apply(&mut self, record: Record) -> Result<(), ApplyError> {
+        match record {
+            Record::Event(event) => Ok(self.queue.apply(&event)?),
+            Record::Fact(fact) => self.apply_fact(fact),
+        }
+    }
+
+    /// Takes the records the operations since the last call made, in order.
+    pub(crate) fn take_records(&mut self) -> Vec<Record> {
+        self.flush_events();
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// Moves the queue's pending events to the outbox, so that a fact made next comes after
+    /// them.
+    fn flush_events(&mut self) {
+        self.outbox
+            .extend(self.queue.drain_events().map(Record::Event));
+    }
+
+    /// Applies a fact made on the live path and keeps it for the storage.
+    fn record(&mut self, fact: Fact) -> Result<(), ApplyError> {
+        self.flush_events();
+        self.apply_fact(fact.clone())?;
+        self.outbox.push(Record::Fact(fact));
+        Ok(())
+    }
+
+    fn apply_fact(&mut self, fact: Fact) -> Result<(), ApplyError> {
+        match fact {
+            Fact::ScanConfigStored(doc) => {
+                let id = doc.object.id;
+                if self
+                    .configs
+                    .keys()
+                    .next_back()
+                    .is_some_and(|last| *last >= id)
+                {
+                    return Err(ApplyError::Fact(format!(
+                        "scan config {id} is not newer than every stored one"
+                    )));
+                }
+                self.current
+                    .insert((doc.application, doc.scanner.clone()), id);
+                self.configs.insert(id, doc);
+                self.drop_unreferenced_configs();
+                Ok(())
+            }
+            Fact::Completed { event, result } => {
+                completion_of(&event, &result)?;
+                self.queue.apply(&event)?;
+                self.insert_result(result)
+            }
+        }
+    }
+
+    fn insert_result(&mut self, result: Arc<ResultRecord>) -> Result<(), ApplyError> {
+        match self.results.entry(result.task) {
+            std::collections::btree_map::Entry::Occupied(_) => Err(ApplyError::Fact(format!(
+                "a second result for task {}",
+                result.task
+            ))),
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(result);
+                Ok(())
+            }
+        }
+    }
+
+    /// Drops the documents no longer current that no task refers to. Runs when a document
+    /// replaces another (and at restore), so it is the same on the live path and in replay.
+    fn drop_unreferenced_configs(&mut self) {
+        let current: BTreeSet<u64> = self.current.values().copied().collect();
+        if current.len() == self.configs.len() {
+            return;
+        }
+        let referenced: BTreeSet<u64> = TaskStatus::ALL
+            .into_iter()
+            .flat_map(|s| self.queue.tasks_with_status(s))
+            .filter_map(|t| t.scan_config().map(|c| c.0))
+            .collect();
+        self.configs
+            .retain(|id, _| current.contains(id) || referenced.contains(id));
+    }
+
+    /// Stores a scan configuration document as its pair's current one, with the next id.
+    pub(crate) fn store_config(
+        &mut self,
+        application: ApplicationId,
+        scanner: &str,
+        object: impl FnOnce(u64) -> ScanConfigObject,
+        bytes: Vec<u8>,
+    ) -> Result<Arc<ScanConfigDoc>, ConfigRefused> {
+        let pair = (application, scanner.to_owned());
+        if !self.current.contains_key(&pair) && self.current.len() >= Self::MAX_CONFIG_PAIRS {
+            return Err(ConfigRefused::Full);
+        }
+        let id = self.configs.keys().next_back().map_or(1, |last| last + 1);
+        let doc = Arc::new(ScanConfigDoc {
+            application,
+            scanner: scanner.to_owned(),
+            object: object(id),
+            bytes,
+        });
+        // Cannot fail: the id is newer than every stored one.
+        let _ = self.record(Fact::ScanConfigStored(Arc::clone(&doc)));
+        Ok(doc)
+    }
+
+    /// Stores a document as it was (id included): an earlier version's, at start-up.
+    pub(crate) fn import_config(&mut self, doc: ScanConfigDoc) -> Result<(), ApplyError> {
+        self.record(Fact::ScanConfigStored(Arc::new(doc)))
+    }
+
+    /// A scan configuration document by id.
+    pub(crate) fn config(&self, id: ScanConfigId) -> Option<&Arc<ScanConfigDoc>> {
+        self.configs.get(&id.0)
+    }
+
+    /// The current document of an application and scanner, if any.
+    pub(crate) fn current_config(
+        &self,
+        application: ApplicationId,
+        scanner: &str,
+    ) -> Option<ScanConfigId> {
+        self.current
+            .get(&(application, scanner.to_owned()))
+            .map(|id| ScanConfigId(*id))
+    }
+
+    /// The result record of a task, if it has one.
+    pub(crate) fn result(&self, task: TaskId) -> Option<&Arc<ResultRecord>> {
+        self.results.get(&task)
+    }
+
+    /// Joins `result` to the completion the last core call made: the two become one
+    /// [`Fact::Completed`] record.
+    pub(crate) fn complete_with(&mut self, result: ResultRecord) -> Result<(), ApplyError> {
+        self.flush_events();
+        let result = Arc::new(result);
+        let event = match self.outbox.pop() {
+            Some(Record::Event(event)) if completion_of(&event, &result).is_ok() => event,
+            other => {
+                self.outbox.extend(other);
+                return Err(ApplyError::Fact(format!(
+                    "no completion of task {} to join its result to",
+                    result.task
+                )));
+            }
+        };
+        self.insert_result(Arc::clone(&result))?;
+        self.outbox
+            .push(Record::Fact(Fact::Completed { event, result }));
+        Ok(())
+    }
+
+    /// Keeps a result record for a task completed before results had records (a data
+    /// directory of an earlier version), at start-up.
+    pub(crate) fn adopt_result(&mut self, result: ResultRecord) -> Result<(), ApplyError> {
+        let task = self.queue.task(result.task);
+        if task.is_none_or(|t| t.status() != TaskStatus::CompleteSuccessful) {
+            return Err(ApplyError::Fact(format!(
+                "a result for task {}, which is not COMPLETE_SUCCESSFUL",
+                result.task
+            )));
+        }
+        self.insert_result(Arc::new(result))
+    }
+
+    /// Whether a file name under `results/` is referenced by a result record.
+    pub(crate) fn result_files(&self) -> impl Iterator<Item = &str> + '_ {
+        self.results.values().map(|r| r.file.as_str())
+    }
+}
+
+/// Checks that `event` completes the task `result` is for.
+fn completion_of(event: &Event, result: &ResultRecord) -> Result<(), ApplyError> {
+    match event {
+        Event::TaskCompleted { task, .. } if *task == result.task => Ok(()),
+        _ => Err(ApplyError::Fact(format!(
+            "a result for task {} joined to another event",
+            result.task
+        ))),
+    }
+}
+
+/// Bytes as base64 in JSON.
+mod base64_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        STANDARD
+            .decode(text.as_bytes())
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scan_queue::NewScan;
+
+    fn state() -> State {
+        State::new(Config::default(), KeySource::from_seed([3; 32])).unwrap()
+    }
+
+    fn object(id: u64) -> ScanConfigObject {
+        ScanConfigObject {
+            id,
+            active: true,
+            name: "zap".into(),
+            kind: crate::wire::SCAN_CONFIG_TYPE.into(),
+            content_type: "text/plain".into(),
+            uploaded_date: 1,
+        }
+    }
+
+    const ZAP: &str = "OWASP Zed Attack Proxy";
+
+    #[test]
+    fn a_replaced_config_is_kept_while_a_task_refers_to_it() {
+        let mut s = state();
+        let app = ApplicationId(7);
+        let first = s.store_config(app, ZAP, object, b"one".to_vec()).unwrap();
+        let mut scan = NewScan::new(app, ZAP);
+        scan.scan_config = Some(ScanConfigId(first.object.id));
+        s.queue.queue_scan(1, scan).unwrap();
+        let second = s.store_config(app, ZAP, object, b"two".to_vec()).unwrap();
+        assert_eq!(s.current_config(app, ZAP), Some(ScanConfigId(2)));
+        assert_eq!(s.config(ScanConfigId(1)).unwrap().bytes, b"one");
+        // A third replaces the second, which no task refers to: it goes.
+        s.store_config(app, ZAP, object, b"three".to_vec()).unwrap();
+        assert!(s.config(ScanConfigId(second.object.id)).is_none());
+        assert!(s.config(ScanConfigId(1)).is_some());
+
+        // Replaying the records on a fresh state gives the same documents.
+        let records = s.take_records();
+        let mut replayed = state();
+        for r in records {
+            let json = serde_json::to_vec(&r).unwrap();
+            replayed.apply(Record::from_json(&json).unwrap()).unwrap();
+        }
+        assert_eq!(replayed.configs, s.configs);
+        assert_eq!(replayed.current, s.current);
+        // And so does a snapshot.
+        let json = serde_json::to_vec(&s.snapshot()).unwrap();
+        let restored = State::restore(
+            Config::default(),
+            KeySource::from_seed([4; 32]),
+            StateSnapshot::from_json(&json).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(restored.configs, s.configs);
+    }
+
+    #[test]
+    fn older_snapshots_and_records_still_decode() {
+        let mut s = state();
+        s.queue.register_agent(5).unwrap();
+        let bare = serde_json::to_vec(&s.queue.snapshot()).unwrap();
+        let decoded = StateSnapshot::from_json(&bare).unwrap();
+        assert!(decoded.configs.is_empty() && decoded.results.is_empty());
+        let event = s.take_records().remove(0);
+        let json = serde_json::to_vec(&event).unwrap();
+        assert!(
+            json.starts_with(b"{\"type\":\"agent_registered\""),
+            "a bare event, as older journals hold"
+        );
+        assert!(matches!(Record::from_json(&json), Ok(Record::Event(_))));
+    }
+
+    #[test]
+    fn a_result_joins_its_completion_in_one_record() {
+        let mut s = state();
+        let agent = s
+            .queue
+            .register_agent(1)
+            .unwrap()
+            .key
+            .expose_secret()
+            .to_owned();
+        s.queue
+            .queue_scan(1, NewScan::new(ApplicationId(1), ZAP))
+            .unwrap();
+        let task = s
+            .queue
+            .request_task(1, &agent, &[ZAP], "")
+            .unwrap()
+            .unwrap();
+        let key = task
+            .assignment()
+            .unwrap()
+            .task_key()
+            .expose_secret()
+            .to_owned();
+        s.queue.complete_task(2, TaskId(1), &agent, &key).unwrap();
+        let result = ResultRecord {
+            task: TaskId(1),
+            application: ApplicationId(1),
+            scanner: ZAP.into(),
+            file: "f".into(),
+            file_name: None,
+            content_type: None,
+            size: 3,
+            sha256: "x".into(),
+            received_ms: 2,
+        };
+        s.complete_with(result.clone()).unwrap();
+        let records = s.take_records();
+        let last = serde_json::to_vec(records.last().unwrap()).unwrap();
+        assert!(
+            last.starts_with(b"{\"Completed\""),
+            "{}",
+            String::from_utf8_lossy(&last)
+        );
+        let mut replayed = state();
+        for r in records {
+            let json = serde_json::to_vec(&r).unwrap();
+            replayed.apply(Record::from_json(&json).unwrap()).unwrap();
+        }
+        assert_eq!(replayed.result(TaskId(1)).map(|r| r.size), Some(3));
+        assert_eq!(
+            replayed.queue.task(TaskId(1)).unwrap().status(),
+            TaskStatus::CompleteSuccessful
+        );
+        // No completion to join: refused, nothing recorded.
+        assert!(s.complete_with(result).is_err());
+        assert!(s.take_records().is_empty());
+    }
+
+    #[test]
+    fn a_result_needs_a_completed_task_and_comes_once() {
+        let mut s = state();
+        let result = ResultRecord {
+            task: TaskId(1),
+            application: ApplicationId(1),
+            scanner: ZAP.into(),
+            file: "f".into(),
+            file_name: None,
+            content_type: None,
+            size: 0,
+            sha256: String::new(),
+            received_ms: 1,
+        };
+        assert!(s.adopt_result(result.clone()).is_err());
+        assert!(s.take_records().is_empty(), "nothing recorded");
+    }
+}

@@ -1,0 +1,58 @@
+//! The storage seam: everything durable goes through [`Storage`] — the log of [`Record`]s
+//! with its snapshots (which carry the scan configuration documents and result records), and
+//! the result files themselves. What the server decides lives in `state.rs` and `ops.rs`;
+//! where it is kept lives behind this trait. Today's implementation is [`LocalStore`], the
+//! data directory; another store (PostgreSQL) implements the same trait.
+//!
+//! The contract, whatever the store:
+//! - [`append`](Storage::append) is called under the state's lock, which orders the records;
+//!   it does no I/O itself. An answer is released only after [`durable`](Storage::durable)
+//!   says the records it reflects are kept.
+//! - An upload is staged while it arrives, then [`keep`](Storage::keep) makes it durable as a
+//!   task's result *before* the record that refers to it is appended; a kept file that ends up
+//!   referenced by no record is [`discard`](Storage::discard)ed, and opening the store removes
+//!   any that a crash left.
+//! - After a failure nothing more is acknowledged: [`failed`](Storage::failed) completes and
+//!   the server stops.
+
+pub(crate) mod fs;
+pub(crate) mod journal;
+mod local;
+pub(crate) mod upload;
+
+pub(crate) use local::LocalStore;
+
+use crate::state::{Record, State};
+use scan_queue::TaskId;
+use std::future::Future;
+use std::pin::Pin;
+use upload::{Kept, Upload};
+
+/// A boxed future, so that the trait can be used as `dyn Storage`.
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where durable things are kept. See the module docs for the contract.
+pub(crate) trait Storage: Send + Sync + std::fmt::Debug {
+    /// Queues `records` (one operation's, in order) to be kept; with them, a snapshot of
+    /// `state` when one is due. Returns the sequence number an answer must wait for.
+    fn append(&self, records: Vec<Record>, state: &State) -> u64;
+
+    /// Completes when every record up to `seq` is kept: `true`; `false` when the store has
+    /// failed and never will.
+    fn durable(&self, seq: u64) -> BoxFuture<'_, bool>;
+
+    /// Completes when the store has failed (the server must stop).
+    fn failed(&self) -> BoxFuture<'_, ()>;
+
+    /// Whether the store has failed.
+    fn has_failed(&self) -> bool;
+
+    /// Starts receiving an upload (named `file_name` by the client).
+    fn stage(&self, file_name: Option<String>) -> BoxFuture<'_, std::io::Result<Upload>>;
+
+    /// Keeps a received upload as `task`'s result, durably, before any record refers to it.
+    fn keep(&self, upload: Upload, task: TaskId) -> BoxFuture<'_, std::io::Result<Kept>>;
+
+    /// Removes a kept file that no record refers to.
+    fn discard(&self, kept: Kept) -> BoxFuture<'_, ()>;
+}

@@ -1,0 +1,56 @@
+//! `GET /metrics`: the Prometheus scrape (see `metrics.rs` for what it holds).
+
+use crate::app::App;
+use crate::http::tagged;
+use axum::extract::State;
+use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+
+/// The API key from `Authorization: APIKEY {key}` or `Authorization: Bearer {key}`.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    crate::auth::from_authorization(value).or_else(|| {
+        let (scheme, key) = value.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("Bearer").then(|| key.trim())
+    })
+}
+
+/// `GET /metrics`: needs the API key (header `Authorization: APIKEY {key}` or
+/// `Authorization: Bearer {key}`, as Prometheus's `authorization` scrape setting sends) or
+/// a page session.
+pub(crate) async fn scrape(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let authorized = match presented_key(&headers) {
+        Some(key) => app.api_key.matches(key),
+        None => super::session(&app, &headers).is_some(),
+    };
+    let tag = |mut r: Response, outcome: &'static str| {
+        r.headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        tagged(r, "metrics", outcome)
+    };
+    if !authorized {
+        app.metrics.record_api_key_rejection();
+        let r = (
+            StatusCode::UNAUTHORIZED,
+            [(WWW_AUTHENTICATE, "APIKEY")],
+            crate::wire::AUTH_FAILED,
+        )
+            .into_response();
+        return tag(r, "unauthenticated");
+    }
+    let now_ms = app.clock.now_ms();
+    let stats = app.read(|s| s.queue.stats());
+    app.metrics.sample(now_ms, &stats);
+    match app.metrics.render(&stats) {
+        Ok(text) => tag(
+            ([(CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response(),
+            "ok",
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "could not render /metrics");
+            tag(StatusCode::INTERNAL_SERVER_ERROR.into_response(), "error")
+        }
+    }
+}
