@@ -404,18 +404,29 @@ async fn a_task_cancelled_on_the_server_stops_its_scanner() {
             "{FAST}\n{}",
             scanner(
                 "Fake Scanner",
-                &[&fixture("slow.sh"), "{output}", &pidfile.display().to_string()],
+                &[
+                    &fixture("slow.sh"),
+                    "{output}",
+                    &pidfile.display().to_string()
+                ],
                 ""
             )
         ),
     );
     let mut agent = files.spawn(&[]);
     s.wait_for(id, "the scan", is_active).await;
-    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     s.cancel_on_the_page(id).await;
     assert_eq!(s.status(id), TaskStatus::CompleteDeleted);
     // The next heartbeat is refused: the agent kills the scanner and sends nothing more.
-    assert!(wait_gone(pid).await, "the scanner of a cancelled task survived");
+    assert!(
+        wait_gone(pid).await,
+        "the scanner of a cancelled task survived"
+    );
     let history_len = s.history(id).len();
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(s.history(id).len(), history_len);
