@@ -39,6 +39,12 @@ pub async fn run(
     mut phase: watch::Receiver<Phase>,
 ) -> Result<Summary, Fatal> {
     let client = Client::new(&config).map_err(Fatal)?;
+    if plain_http_off_this_host(&config.server_url) {
+        tracing::warn!(
+            server = %config.server_url,
+            "the API key and scan agent keys go to a remote server over plain HTTP; use https://"
+        );
+    }
     tracing::info!(server = %config.server_url, scanners = %config.scanner_list(), concurrency = config.concurrency, "scan agent starting");
     check_scanner_names(&client, &config).await?;
     let Some(agent_key) = agent_key(&client, &config, once, &mut phase).await? else {
@@ -156,6 +162,19 @@ pub async fn run(
     }
 }
 
+/// Whether `url` is `http://` to a host other than this machine's loopback.
+fn plain_http_off_this_host(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    !(host == "localhost" || host == "::1" || host.starts_with("127."))
+}
+
 fn count(summary: &mut Summary, done: Result<Outcome, tokio::task::JoinError>) {
     match done {
         Ok(Outcome::Completed) => summary.completed += 1,
@@ -232,4 +251,21 @@ async fn agent_key(
     crate::state::save(&config.state_file, &config.server_url, &key).map_err(Fatal)?;
     tracing::info!(state_file = %config.state_file.display(), "registered; scan agent key stored");
     Ok(Some(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_is_flagged_only_off_loopback() {
+        assert!(!plain_http_off_this_host(
+            "http://127.0.0.1:8080/threadfix/rest/latest/tasks"
+        ));
+        assert!(!plain_http_off_this_host("http://localhost/x"));
+        assert!(!plain_http_off_this_host("http://[::1]:8080/x"));
+        assert!(!plain_http_off_this_host("https://queue.example/x"));
+        assert!(plain_http_off_this_host("http://queue.example:8080/x"));
+        assert!(plain_http_off_this_host("http://[2001:db8::1]/x"));
+    }
 }

@@ -19,6 +19,8 @@ use tokio::time::Instant;
 
 /// Bytes of a status or failure message sent (the server's default bound is 4 096).
 pub const MAX_MESSAGE_BYTES: usize = 3500;
+/// The shorter reason sent when a server refuses a long one.
+pub const SHORT_MESSAGE_BYTES: usize = 200;
 /// The largest decoded scan configuration file accepted.
 pub const MAX_CONFIG_FILE_BYTES: usize = 16 * 1024 * 1024;
 /// The name of the scan configuration file in a task's directory (`{config_file}`).
@@ -287,11 +289,19 @@ async fn deliver(ctx: &Context, id: TaskId, task_key: &Secret, report: Report) -
             }
         }
         Report::Fail(reason) => {
-            let reason = truncate(&reason, MAX_MESSAGE_BYTES).into_owned();
-            let r = retry("failTask", until, max_delay, || {
+            let mut reason = truncate(&reason, MAX_MESSAGE_BYTES).into_owned();
+            let mut r = retry("failTask", until, max_delay, || {
                 ctx.client.fail_task(id, &reason, key, task_key)
             })
             .await;
+            // A server with a smaller message bound: the reason's start still says why.
+            if matches!(&r, Err(CallError::Refused(m)) if refuses_only_the_message(m)) {
+                reason = truncate(&reason, SHORT_MESSAGE_BYTES).into_owned();
+                r = retry("failTask", until, max_delay, || {
+                    ctx.client.fail_task(id, &reason, key, task_key)
+                })
+                .await;
+            }
             (r, Some(reason))
         }
     };
@@ -382,6 +392,11 @@ async fn report_progress(
                 retry_at = None;
                 backoff.reset();
             }
+            Err(CallError::Refused(why)) if refuses_only_the_message(&why) => {
+                tracing::warn!(why = %why, "the server refused one status update; going on");
+                last_sent = Instant::now();
+                retry_at = None;
+            }
             Err(CallError::Refused(why)) => {
                 tracing::warn!(why = %why, "the server refused a status update: the task is no longer this agent's");
                 let _ = lost.send(why);
@@ -395,6 +410,14 @@ async fn report_progress(
             }
         }
     }
+}
+
+/// Whether a refusal is about the message itself (a server with a smaller message bound, or
+/// one that refuses its content), not about the task: the server's "Limit reached for
+/// message length …" and "Invalid message …" answers. Any other refusal means the task is no
+/// longer this agent's.
+fn refuses_only_the_message(why: &str) -> bool {
+    why.starts_with("Limit reached for message") || why.starts_with("Invalid message")
 }
 
 /// A fresh private (0700) directory for one task.

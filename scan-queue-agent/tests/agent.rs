@@ -560,6 +560,48 @@ async fn sigterm_lets_scans_finish_within_the_grace_period_and_fails_the_rest() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_with_a_smaller_message_bound_still_gets_progress_and_the_failure() {
+    let data = tempfile::tempdir().unwrap();
+    let options = ServerOptions {
+        max_message_len: 300,
+        ..ServerOptions::default()
+    };
+    let s = TestServer::start(data.path(), &options).await;
+    let id = s.queue_scan("Fake Scanner", "http://127.0.0.1:9/").await;
+    // A shell the user wrote: a 500-byte line (refused), a short one, then a failure whose
+    // reason (the stderr tail) is longer than the server takes.
+    let script = "printf 'x%.0s' $(seq 500); echo; sleep 0.5; echo short line; sleep 0.6; \
+                  for i in $(seq 20); do echo error detail $i >&2; done; exit 3";
+    let files = AgentFiles::new(
+        &s,
+        &format!(
+            "{FAST}\n{}",
+            scanner("Fake Scanner", &["sh", "-c", script], "")
+        ),
+    );
+    let mut agent = files.spawn(&["--once"]);
+    assert_eq!(agent.wait().await, 0, "{}", agent.log_text());
+    let history = s.history(id);
+    assert!(history.iter().any(|m| m == "short line"), "{history:#?}");
+    assert!(
+        !history.iter().any(|m| m.starts_with("xxx")),
+        "{history:#?}"
+    );
+    assert_eq!(s.status(id), TaskStatus::CompleteFailed, "{history:#?}");
+    let message = s.task(id).failure_message().unwrap();
+    assert!(
+        message.contains("\"sh\" ended with exit status 3"),
+        "{message}"
+    );
+    assert!(
+        agent
+            .log_text()
+            .contains("refused one status update; going on")
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_api_key_stops_the_agent_without_showing_either_key() {
     let data = tempfile::tempdir().unwrap();
     let s = TestServer::start(data.path(), &ServerOptions::default()).await;

@@ -28,6 +28,8 @@ pub struct ServerOptions {
     pub port: u16,
     /// Seed of the key generator (a restarted server needs another one).
     pub seed: u8,
+    /// Bytes in a status or failure message.
+    pub max_message_len: usize,
 }
 
 impl Default for ServerOptions {
@@ -38,6 +40,7 @@ impl Default for ServerOptions {
             max_attempts: 3,
             port: 0,
             seed: 7,
+            max_message_len: 4096,
         }
     }
 }
@@ -61,6 +64,7 @@ impl TestServer {
         });
         config.queue.lease_ms = options.lease.as_millis() as u64;
         config.queue.max_attempts = options.max_attempts;
+        config.queue.max_message_len = options.max_message_len;
         config.scanners = Scanners::new(
             options
                 .scanners
