@@ -7,7 +7,7 @@ use crate::auth::ApiKey;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::scanners::Scanners;
-use crate::state::{Fact, Record, State};
+use crate::state::{Fact, Record, Retention, State};
 use crate::storage::Storage;
 use parking_lot::Mutex;
 use scan_queue::{AgentId, Event, Queue, TaskId, TaskStatus};
@@ -38,12 +38,16 @@ pub(crate) struct App {
     pub(crate) api_key: ApiKey,
     pub(crate) scanners: Scanners,
     pub(crate) limits: Limits,
+    /// How long results are kept.
+    pub(crate) retention: Retention,
     /// HTTP request counters and the queue-depth history (`/metrics`, the page's chart).
     pub(crate) metrics: Metrics,
     /// The Scan Agent Tasks page's login sessions.
     pub(crate) sessions: crate::sessions::Sessions,
     /// Wakes the timer when a deadline earlier than the one it sleeps until appears.
     timer: Notify,
+    /// Set by [`App::wake_timer`]: the timer also runs retention at once when it wakes.
+    sweep_now: std::sync::atomic::AtomicBool,
     /// The deadline the timer sleeps until (`u64::MAX`: none). Written and compared only
     /// under the state's lock, so no earlier deadline can slip between the two.
     armed_ms: AtomicU64,
@@ -78,6 +82,7 @@ impl App {
         api_key: ApiKey,
         scanners: Scanners,
         limits: Limits,
+        retention: Retention,
     ) -> App {
         App {
             state: Mutex::new(state),
@@ -86,9 +91,11 @@ impl App {
             api_key,
             scanners,
             limits,
+            retention,
             metrics: Metrics::new(),
             sessions: crate::sessions::Sessions::default(),
             timer: Notify::new(),
+            sweep_now: std::sync::atomic::AtomicBool::new(false),
             armed_ms: AtomicU64::new(u64::MAX),
         }
     }
@@ -137,22 +144,33 @@ impl App {
         self.state.lock()
     }
 
-    /// Makes the timer look at the next deadline again.
+    /// Makes the timer look at the next deadline, and retention at the results, again now.
     pub(crate) fn wake_timer(&self) {
+        self.sweep_now.store(true, Ordering::Relaxed);
         self.timer.notify_one();
     }
 }
 
 /// The longest the timer sleeps without looking again (wall-clock jumps, manual clocks).
 const MAX_TIMER_SLEEP: Duration = Duration::from_secs(60);
+/// How often, at most, retention looks for results to delete (it also looks at every wake).
+const SWEEP_EVERY_MS: u64 = 10_000;
 
 impl App {
-    /// Sleeps until the queue's next deadline and applies it, forever.
+    /// Sleeps until the queue's next deadline and applies it, forever; deletes the results
+    /// retention says are due at most every [`SWEEP_EVERY_MS`] when it wakes (so within a
+    /// minute of being due).
     pub(crate) async fn run_timer(&self) {
         let advance = || {
             self.transact(|s, now| s.queue.advance(now)).unanswered();
         };
+        let mut next_sweep_ms = 0;
         loop {
+            let now_ms = self.clock.now_ms();
+            if now_ms >= next_sweep_ms || self.sweep_now.swap(false, Ordering::Relaxed) {
+                next_sweep_ms = now_ms.saturating_add(SWEEP_EVERY_MS);
+                crate::ops::sweep_results(self).await;
+            }
             let wait_ms = {
                 let state = self.state.lock();
                 let next = state.queue.next_deadline_ms();
@@ -210,6 +228,14 @@ fn describe(queue: &Queue, record: &Record) -> Logged {
             };
         }
         Record::Fact(Fact::Completed { event, .. }) => event,
+        Record::Fact(Fact::ResultsDeleted { tasks }) => {
+            return Logged {
+                what: "results deleted by retention",
+                task: tasks.first().copied(),
+                agent: None,
+                status: None,
+            };
+        }
     };
     let task = event.task();
     let current = task.and_then(|id| queue.task(id));

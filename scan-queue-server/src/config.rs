@@ -2,6 +2,7 @@
 
 use crate::auth::ApiKey;
 use crate::scanners::Scanners;
+use crate::state::Retention;
 use crate::storage::journal::Durability;
 use std::path::PathBuf;
 
@@ -25,6 +26,8 @@ pub struct ServerConfig {
     /// The largest scan configuration document `setTaskConfig` accepts, in bytes (at most
     /// [`MAX_CONFIG_BYTES_LIMIT`](Self::MAX_CONFIG_BYTES_LIMIT)).
     pub max_config_bytes: usize,
+    /// How long results are kept (by default until their task is evicted).
+    pub retention: Retention,
 }
 
 impl ServerConfig {
@@ -46,6 +49,7 @@ impl ServerConfig {
             scanners: Scanners::default(),
             max_upload_bytes: Self::DEFAULT_MAX_UPLOAD_BYTES,
             max_config_bytes: Self::DEFAULT_MAX_CONFIG_BYTES,
+            retention: Retention::default(),
         }
     }
 

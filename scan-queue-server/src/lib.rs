@@ -49,4 +49,5 @@ pub use config::ServerConfig;
 pub use http::{Failure, Op};
 pub use scanners::{Scanner, Scanners};
 pub use server::Server;
+pub use state::Retention;
 pub use storage::journal::{Durability, Fsync};

@@ -6,7 +6,9 @@
 #![warn(missing_docs)]
 
 use clap::Parser;
-use scan_queue_server::{ApiKey, Durability, Fsync, Scanner, Scanners, Server, ServerConfig};
+use scan_queue_server::{
+    ApiKey, Durability, Fsync, Retention, Scanner, Scanners, Server, ServerConfig,
+};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -99,6 +101,16 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = scan_queue::Config::default().max_open_tasks)]
     max_open_tasks: usize,
 
+    /// Delete a result (its record and its file) this many days after it was received
+    /// (0: keep results until their task is evicted, which always deletes them).
+    #[arg(long, value_name = "DAYS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=36_500))]
+    keep_results_days: u64,
+
+    /// Keep at most this many results per application, deleting the oldest tasks' first
+    /// (0: no count limit).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    keep_results_per_app: usize,
+
     /// A scanner tasks may use, as "Display Name=short" (repeat the flag for each). Replaces
     /// the default six: Acunetix WVS=acunetix, AppSpider=appspider, Burp Suite Pro=burp, IBM
     /// Security AppScan Standard=appscan, OWASP Zed Attack Proxy=zap, WebInspect=webinspect.
@@ -171,6 +183,10 @@ fn run(args: Args) -> Result<(), String> {
     });
     config.max_upload_bytes = args.max_upload_bytes;
     config.max_config_bytes = args.max_config_bytes;
+    config.retention = Retention {
+        max_age_ms: (args.keep_results_days > 0).then(|| args.keep_results_days * 86_400_000),
+        per_application: (args.keep_results_per_app > 0).then_some(args.keep_results_per_app),
+    };
     let server = Server::new(config).map_err(|e| {
         format!(
             "cannot start with data dir {}: {e}",

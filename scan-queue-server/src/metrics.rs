@@ -151,8 +151,28 @@ impl Metrics {
 
     /// `/metrics`: the queue's statistics and the server's counters in the Prometheus text
     /// exposition format (version 0.0.4).
-    pub(crate) fn render(&self, stats: &Stats) -> Result<String, prometheus::Error> {
+    pub(crate) fn render(
+        &self,
+        stats: &Stats,
+        results: (usize, u64),
+    ) -> Result<String, prometheus::Error> {
         let registry = Registry::new();
+        for (name, help, value) in [
+            (
+                "scan_queue_results",
+                "Result files kept (one per completed task, until retention deletes it).",
+                results.0 as u64,
+            ),
+            (
+                "scan_queue_result_bytes",
+                "Bytes of the result files kept.",
+                results.1,
+            ),
+        ] {
+            let gauge = IntGauge::new(name, help)?;
+            gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+            registry.register(Box::new(gauge))?;
+        }
         let tasks = IntGaugeVec::new(
             Opts::new(
                 "scan_queue_tasks",

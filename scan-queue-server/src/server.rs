@@ -65,6 +65,7 @@ impl Server {
             config.api_key,
             config.scanners,
             limits,
+            config.retention,
         );
         Ok(Server {
             app: Arc::new(app),
@@ -124,7 +125,8 @@ impl Server {
         &self.results_dir
     }
 
-    /// Makes the timer look at the next deadline again now (after moving a manual clock).
+    /// Makes the timer look at the next deadline, and retention at the results, again now
+    /// (after moving a manual clock).
     pub fn wake_timer(&self) {
         self.app.wake_timer();
     }

@@ -41,9 +41,9 @@ pub(crate) async fn scrape(State(app): State<Arc<App>>, headers: HeaderMap) -> R
         return tag(r, "unauthenticated");
     }
     let now_ms = app.clock.now_ms();
-    let stats = app.read(|s| s.queue.stats());
+    let (stats, results) = app.read(|s| (s.queue.stats(), s.results().totals()));
     app.metrics.sample(now_ms, &stats);
-    match app.metrics.render(&stats) {
+    match app.metrics.render(&stats, results) {
         Ok(text) => tag(
             ([(CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response(),
             "ok",

@@ -3,6 +3,11 @@
 //! core's events and the server's own [`Fact`]s — and the live path applies each record with
 //! the same code recovery replays it with. Pure: no I/O, no clock, no lock.
 
+mod results;
+
+pub(crate) use results::Results;
+pub use results::Retention;
+
 use crate::wire::ScanConfigObject;
 use scan_queue::{
     ApplicationId, Config, Event, KeySource, Queue, ScanConfigId, Snapshot, TaskId, TaskStatus,
@@ -26,6 +31,11 @@ pub(crate) enum Record {
 pub(crate) enum Fact {
     /// A scan configuration document was stored; it becomes its pair's current one.
     ScanConfigStored(Arc<ScanConfigDoc>),
+    /// Retention deleted these tasks' results (their files go once this is durable).
+    ResultsDeleted {
+        /// The tasks.
+        tasks: Vec<TaskId>,
+    },
     /// A task was completed with this result file: one record, so that a crash can never
     /// keep the completion without its result or the reverse.
     Completed {
@@ -40,9 +50,13 @@ impl Record {
     /// Decodes a record's JSON: a [`Fact`] when it is one (its JSON starts with a fact's
     /// tag), else a core [`Event`], so that every error message is the precise one.
     pub(crate) fn from_json(payload: &[u8]) -> Result<Record, serde_json::Error> {
-        let is_fact = [&b"{\"ScanConfigStored\""[..], b"{\"Completed\""]
-            .iter()
-            .any(|tag| payload.starts_with(tag));
+        let is_fact = [
+            &b"{\"ScanConfigStored\""[..],
+            b"{\"Completed\"",
+            b"{\"ResultsDeleted\"",
+        ]
+        .iter()
+        .any(|tag| payload.starts_with(tag));
         if is_fact {
             serde_json::from_slice(payload).map(Record::Fact)
         } else {
@@ -155,8 +169,8 @@ pub(crate) struct State {
     configs: BTreeMap<u64, Arc<ScanConfigDoc>>,
     /// The current document of each (application, scanner display name).
     current: HashMap<(ApplicationId, String), u64>,
-    /// Result records by task.
-    results: BTreeMap<TaskId, Arc<ResultRecord>>,
+    /// Result records.
+    results: Results,
     /// Whether every result file has a record (see [`StateSnapshot::results_tracked`]).
     pub(crate) results_tracked: bool,
     /// Records made by the last operation, in order, not yet taken by the storage.
@@ -177,7 +191,7 @@ impl State {
             queue,
             configs: BTreeMap::new(),
             current: HashMap::new(),
-            results: BTreeMap::new(),
+            results: Results::default(),
             results_tracked: true,
             outbox: Vec::new(),
         }
@@ -217,7 +231,7 @@ impl State {
         StateSnapshot {
             queue: self.queue.snapshot(),
             configs: self.configs.values().cloned().collect(),
-            results: self.results.values().cloned().collect(),
+            results: self.results.iter().cloned().collect(),
             results_tracked: self.results_tracked,
         }
     }
@@ -271,6 +285,16 @@ impl State {
                 self.drop_unreferenced_configs();
                 Ok(())
             }
+            Fact::ResultsDeleted { tasks } => {
+                for task in tasks {
+                    if self.results.remove(task).is_none() {
+                        return Err(ApplyError::Fact(format!(
+                            "no result of task {task} to delete"
+                        )));
+                    }
+                }
+                Ok(())
+            }
             Fact::Completed { event, result } => {
                 completion_of(&event, &result)?;
                 self.queue.apply(&event)?;
@@ -280,16 +304,7 @@ impl State {
     }
 
     fn insert_result(&mut self, result: Arc<ResultRecord>) -> Result<(), ApplyError> {
-        match self.results.entry(result.task) {
-            std::collections::btree_map::Entry::Occupied(_) => Err(ApplyError::Fact(format!(
-                "a second result for task {}",
-                result.task
-            ))),
-            std::collections::btree_map::Entry::Vacant(slot) => {
-                slot.insert(result);
-                Ok(())
-            }
-        }
+        self.results.insert(result)
     }
 
     /// Drops the documents no longer current that no task refers to. Runs when a document
@@ -355,7 +370,7 @@ impl State {
 
     /// The result record of a task, if it has one.
     pub(crate) fn result(&self, task: TaskId) -> Option<&Arc<ResultRecord>> {
-        self.results.get(&task)
+        self.results.get(task)
     }
 
     /// Joins `result` to the completion the last core call made: the two become one
@@ -392,9 +407,35 @@ impl State {
         self.insert_result(Arc::new(result))
     }
 
+    /// The result records.
+    pub(crate) fn results(&self) -> &Results {
+        &self.results
+    }
+
+    /// Deletes (and records so) what retention says is due at `now_ms`, at most `max`; the
+    /// deleted records, whose files are to go once that is durable.
+    pub(crate) fn expire_results(
+        &mut self,
+        retention: Retention,
+        now_ms: u64,
+        max: usize,
+    ) -> Vec<Arc<ResultRecord>> {
+        let tasks = self.results.due(&self.queue, retention, now_ms, max);
+        if tasks.is_empty() {
+            return Vec::new();
+        }
+        let deleted = tasks
+            .iter()
+            .filter_map(|t| self.results.get(*t).cloned())
+            .collect();
+        // Cannot fail: every task has a result.
+        let _ = self.record(Fact::ResultsDeleted { tasks });
+        deleted
+    }
+
     /// Whether a file name under `results/` is referenced by a result record.
     pub(crate) fn result_files(&self) -> impl Iterator<Item = &str> + '_ {
-        self.results.values().map(|r| r.file.as_str())
+        self.results.iter().map(|r| r.file.as_str())
     }
 }
 
