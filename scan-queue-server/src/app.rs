@@ -5,10 +5,12 @@
 
 use crate::auth::ApiKey;
 use crate::clock::Clock;
+use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::scanners::Scanners;
 use crate::state::{Fact, Record, Retention, State};
 use crate::storage::Storage;
+use crate::webhook::Webhooks;
 use parking_lot::Mutex;
 use scan_queue::{AgentId, Event, Queue, TaskId, TaskStatus};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +42,10 @@ pub(crate) struct App {
     pub(crate) limits: Limits,
     /// How long results are kept.
     pub(crate) retention: Retention,
+    /// Where terminal transitions are pushed.
+    pub(crate) webhooks: Webhooks,
+    /// Wakes the webhook worker when a transaction queued deliveries.
+    pub(crate) webhook_wake: Notify,
     /// HTTP request counters and the queue-depth history (`/metrics`, the page's chart).
     pub(crate) metrics: Metrics,
     /// The Scan Agent Tasks page's login sessions.
@@ -75,23 +81,28 @@ impl<T> Unacked<T> {
 pub(crate) struct StorageFailed;
 
 impl App {
+    /// The shared state of a server configured by `config`, on `state` kept by `storage`.
     pub(crate) fn new(
         state: State,
         storage: Box<dyn Storage>,
         clock: Clock,
-        api_key: ApiKey,
-        scanners: Scanners,
-        limits: Limits,
-        retention: Retention,
+        config: ServerConfig,
     ) -> App {
+        let limits = Limits {
+            upload_bytes: config.max_upload_bytes,
+            config_bytes: config.max_config_bytes,
+            agent_config_bytes: config.queue.max_agent_config_len,
+        };
         App {
             state: Mutex::new(state),
             storage,
             clock,
-            api_key,
-            scanners,
+            api_key: config.api_key,
+            scanners: config.scanners,
             limits,
-            retention,
+            retention: config.retention,
+            webhooks: config.webhooks,
+            webhook_wake: Notify::new(),
             metrics: Metrics::new(),
             sessions: crate::sessions::Sessions::default(),
             timer: Notify::new(),
@@ -107,8 +118,23 @@ impl App {
         let now_ms = self.clock.now_ms();
         let mut state = self.state.lock();
         let value = op(&mut state, now_ms);
-        let records = state.take_records();
-        let logged: Vec<Logged> = records.iter().map(|r| describe(&state.queue, r)).collect();
+        let mut records = state.take_records();
+        let deliveries = crate::webhook::deliveries(
+            &state,
+            &records,
+            &self.webhooks.receivers,
+            &self.scanners,
+            now_ms,
+        );
+        let queued = !deliveries.is_empty();
+        if queued {
+            match state.queue_webhooks(deliveries) {
+                Ok(()) => records.extend(state.take_records()),
+                Err(e) => tracing::error!(error = %e, "webhook deliveries did not apply"),
+            }
+        }
+        let logged: Vec<Option<Logged>> =
+            records.iter().map(|r| describe(&state.queue, r)).collect();
         let wake = state
             .queue
             .next_deadline_ms()
@@ -118,7 +144,10 @@ impl App {
         if wake {
             self.timer.notify_one();
         }
-        for l in logged {
+        if queued {
+            self.webhook_wake.notify_one();
+        }
+        for l in logged.into_iter().flatten() {
             l.log();
         }
         Unacked { value, seq }
@@ -215,26 +244,28 @@ impl Logged {
     }
 }
 
-/// What a record was, for the log: the task, the agent's public id, the status now.
-fn describe(queue: &Queue, record: &Record) -> Logged {
+/// What a record was, for the log: the task, the agent's public id, the status now
+/// (`None`: not logged here; the webhook worker logs its own).
+fn describe(queue: &Queue, record: &Record) -> Option<Logged> {
     let event = match record {
         Record::Event(event) => event,
+        Record::Fact(Fact::WebhooksQueued { .. } | Fact::WebhookAttempted { .. }) => return None,
         Record::Fact(Fact::ScanConfigStored(_)) => {
-            return Logged {
+            return Some(Logged {
                 what: "scan config stored",
                 task: None,
                 agent: None,
                 status: None,
-            };
+            });
         }
         Record::Fact(Fact::Completed { event, .. }) => event,
         Record::Fact(Fact::ResultsDeleted { tasks }) => {
-            return Logged {
+            return Some(Logged {
                 what: "results deleted by retention",
                 task: tasks.first().copied(),
                 agent: None,
                 status: None,
-            };
+            });
         }
     };
     let task = event.task();
@@ -254,10 +285,10 @@ fn describe(queue: &Queue, record: &Record) -> Logged {
         Event::DeadlineReached { .. } => ("task deadline reached", holder),
         _ => ("queue event", None),
     };
-    Logged {
+    Some(Logged {
         what,
         task,
         agent,
         status,
-    }
+    })
 }

@@ -31,6 +31,8 @@ fn help_describes_every_flag() {
         "--scanner <NAME=SHORT>",
         "--keep-results-days <DAYS>",
         "--keep-results-per-app <N>",
+        "--webhook <URL>",
+        "--webhook-secret <SECRET>",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }

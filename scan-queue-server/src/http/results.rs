@@ -69,7 +69,7 @@ pub(crate) async fn download(State(app): State<Arc<App>>, request: Request) -> R
         Err(never) => match never {},
     };
     set(&mut response, ETAG, &etag);
-    set(&mut response, CONTENT_TYPE, &content_type(&record));
+    set(&mut response, CONTENT_TYPE, &record.served_content_type());
     set(&mut response, X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(
         &mut response,
@@ -175,24 +175,10 @@ fn object(base: &str, r: &ResultRecord) -> ResultObject {
         file_name: r.file_name.clone(),
         size: r.size,
         sha256: r.sha256.clone(),
-        content_type: content_type(r),
+        content_type: r.served_content_type(),
         received_time: r.received_ms,
         download_path: format!("{base}/tasks/{}/result", r.task),
     }
-}
-
-/// What a result is served as: what was detected of it, else what the agent said when it is
-/// a plain type, else bytes.
-pub(crate) fn content_type(r: &ResultRecord) -> String {
-    r.content_type
-        .as_deref()
-        .filter(|c| {
-            c.len() <= 100
-                && c.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"/.+-; =".contains(&b))
-        })
-        .unwrap_or("application/octet-stream")
-        .to_owned()
 }
 
 /// A file name safe in a quoted `Content-Disposition`: `[A-Za-z0-9._-]`, never empty.

@@ -4,9 +4,11 @@
 //! the same code recovery replays it with. Pure: no I/O, no clock, no lock.
 
 mod results;
+mod webhooks;
 
 pub(crate) use results::Results;
 pub use results::Retention;
+pub(crate) use webhooks::{Attempt, Delivery, Outbox};
 
 use crate::wire::ScanConfigObject;
 use scan_queue::{
@@ -36,6 +38,18 @@ pub(crate) enum Fact {
         /// The tasks.
         tasks: Vec<TaskId>,
     },
+    /// Webhook deliveries of terminal transitions were queued.
+    WebhooksQueued {
+        /// The deliveries, with consecutive ids.
+        deliveries: Vec<Delivery>,
+    },
+    /// A webhook delivery was attempted.
+    WebhookAttempted {
+        /// The delivery.
+        id: u64,
+        /// How it ended.
+        attempt: Attempt,
+    },
     /// A task was completed with this result file: one record, so that a crash can never
     /// keep the completion without its result or the reverse.
     Completed {
@@ -54,6 +68,8 @@ impl Record {
             &b"{\"ScanConfigStored\""[..],
             b"{\"Completed\"",
             b"{\"ResultsDeleted\"",
+            b"{\"WebhooksQueued\"",
+            b"{\"WebhookAttempted\"",
         ]
         .iter()
         .any(|tag| payload.starts_with(tag));
@@ -103,6 +119,22 @@ pub(crate) struct ResultRecord {
     pub(crate) received_ms: u64,
 }
 
+impl ResultRecord {
+    /// What the file is served as: the content type recorded when it is a plain type, else
+    /// bytes.
+    pub(crate) fn served_content_type(&self) -> String {
+        self.content_type
+            .as_deref()
+            .filter(|c| {
+                c.len() <= 100
+                    && c.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"/.+-; =".contains(&b))
+            })
+            .unwrap_or("application/octet-stream")
+            .to_owned()
+    }
+}
+
 /// The whole state at one point of the log, as a snapshot file holds it. Older snapshots hold
 /// only the queue's [`Snapshot`] (see [`StateSnapshot::from_json`]).
 #[derive(Debug, Serialize, Deserialize)]
@@ -119,6 +151,9 @@ pub(crate) struct StateSnapshot {
     /// records: their files are adopted once, at start-up).
     #[serde(default)]
     pub(crate) results_tracked: bool,
+    /// The webhook outbox.
+    #[serde(default)]
+    pub(crate) webhooks: Outbox,
 }
 
 impl StateSnapshot {
@@ -133,6 +168,7 @@ impl StateSnapshot {
                 configs: Vec::new(),
                 results: Vec::new(),
                 results_tracked: false,
+                webhooks: Outbox::default(),
             })
         }
     }
@@ -173,6 +209,8 @@ pub(crate) struct State {
     results: Results,
     /// Whether every result file has a record (see [`StateSnapshot::results_tracked`]).
     pub(crate) results_tracked: bool,
+    /// The webhook outbox.
+    webhooks: Outbox,
     /// Records made by the last operation, in order, not yet taken by the storage.
     outbox: Vec<Record>,
 }
@@ -193,6 +231,7 @@ impl State {
             current: HashMap::new(),
             results: Results::default(),
             results_tracked: true,
+            webhooks: Outbox::default(),
             outbox: Vec::new(),
         }
     }
@@ -223,6 +262,7 @@ impl State {
             state.insert_result(result)?;
         }
         state.results_tracked = snapshot.results_tracked;
+        state.webhooks = snapshot.webhooks;
         Ok(state)
     }
 
@@ -233,6 +273,7 @@ impl State {
             configs: self.configs.values().cloned().collect(),
             results: self.results.iter().cloned().collect(),
             results_tracked: self.results_tracked,
+            webhooks: self.webhooks.clone(),
         }
     }
 
@@ -285,6 +326,8 @@ impl State {
                 self.drop_unreferenced_configs();
                 Ok(())
             }
+            Fact::WebhooksQueued { deliveries } => self.webhooks.queue(&deliveries),
+            Fact::WebhookAttempted { id, attempt } => self.webhooks.attempted(id, attempt),
             Fact::ResultsDeleted { tasks } => {
                 for task in tasks {
                     if self.results.remove(task).is_none() {
@@ -431,6 +474,25 @@ impl State {
         // Cannot fail: every task has a result.
         let _ = self.record(Fact::ResultsDeleted { tasks });
         deleted
+    }
+
+    /// The webhook outbox.
+    pub(crate) fn webhooks(&self) -> &Outbox {
+        &self.webhooks
+    }
+
+    /// Queues webhook deliveries (their ids from [`Outbox::next_id`] on).
+    pub(crate) fn queue_webhooks(&mut self, deliveries: Vec<Delivery>) -> Result<(), ApplyError> {
+        self.record(Fact::WebhooksQueued { deliveries })
+    }
+
+    /// Records how a delivery attempt ended.
+    pub(crate) fn webhook_attempted(
+        &mut self,
+        id: u64,
+        attempt: Attempt,
+    ) -> Result<(), ApplyError> {
+        self.record(Fact::WebhookAttempted { id, attempt })
     }
 
     /// Whether a file name under `results/` is referenced by a result record.
