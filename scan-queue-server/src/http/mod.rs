@@ -6,6 +6,8 @@ mod body;
 pub(crate) mod params;
 mod results;
 
+pub(crate) use results::serve_result;
+
 use crate::app::App;
 use crate::ops::{self, AgentCall, OpError};
 use crate::scanners::Scanner;

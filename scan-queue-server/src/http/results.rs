@@ -25,20 +25,32 @@ const DEFAULT_PAGE: usize = 100;
 /// type and `ETag` (its SHA-256); ranges and conditional requests as tower-http's `ServeFile`
 /// serves them.
 pub(crate) async fn download(State(app): State<Arc<App>>, request: Request) -> Response {
-    let outcome = |response: Response, outcome| tagged(response, "result", outcome);
+    if let Err(f) = authenticated(&app, &request) {
+        app.metrics.record_api_key_rejection();
+        let response = super::reply(Err(Failure::with_status(
+            StatusCode::UNAUTHORIZED,
+            f.message,
+        )));
+        return tagged(response, "result", "unauthenticated");
+    }
+    serve_result(&app, request, "result").await
+}
+
+/// The result file of the task the path names (`…/{taskId}/result`), for a request already
+/// authenticated (the API's key, or the page's session); failures as envelopes, counted as
+/// `endpoint`.
+pub(crate) async fn serve_result(app: &App, request: Request, endpoint: &'static str) -> Response {
+    let outcome = |response: Response, outcome| tagged(response, endpoint, outcome);
     let fail = |status, message: String, label| {
         outcome(
             super::reply(Err(Failure::with_status(status, message))),
             label,
         )
     };
-    if let Err(f) = authenticated(&app, &request) {
-        return fail(StatusCode::UNAUTHORIZED, f.message, "unauthenticated");
-    }
     let Some(task) = segment_before(&request, "result").and_then(parse_id) else {
         return fail(StatusCode::NOT_FOUND, "No such task.".into(), "not_found");
     };
-    let (record, source) = match ops::result_of(&app, TaskId(task)) {
+    let (record, source) = match ops::result_of(app, TaskId(task)) {
         Ok(found) => found,
         Err(e) => return fail(StatusCode::NOT_FOUND, Failure::from(e).message, "not_found"),
     };
