@@ -364,7 +364,6 @@ fuzz_target!(|input: Input| {
     }
     w.server
         .queue()
-        .lock()
         .check_invariants()
         .expect("the queue stays consistent");
 });

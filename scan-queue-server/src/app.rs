@@ -5,10 +5,12 @@
 
 use crate::auth::ApiKey;
 use crate::clock::Clock;
+use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::scanners::Scanners;
-use crate::state::{Fact, Record, State};
+use crate::state::{Fact, Record, Retention, State};
 use crate::storage::Storage;
+use crate::webhook::Webhooks;
 use parking_lot::Mutex;
 use scan_queue::{AgentId, Event, Queue, TaskId, TaskStatus};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,12 +40,20 @@ pub(crate) struct App {
     pub(crate) api_key: ApiKey,
     pub(crate) scanners: Scanners,
     pub(crate) limits: Limits,
+    /// How long results are kept.
+    pub(crate) retention: Retention,
+    /// Where terminal transitions are pushed.
+    pub(crate) webhooks: Webhooks,
+    /// Wakes the webhook worker when a transaction queued deliveries.
+    pub(crate) webhook_wake: Notify,
     /// HTTP request counters and the queue-depth history (`/metrics`, the page's chart).
     pub(crate) metrics: Metrics,
     /// The Scan Agent Tasks page's login sessions.
     pub(crate) sessions: crate::sessions::Sessions,
     /// Wakes the timer when a deadline earlier than the one it sleeps until appears.
     timer: Notify,
+    /// Set by [`App::wake_timer`]: the timer also runs retention at once when it wakes.
+    sweep_now: std::sync::atomic::AtomicBool,
     /// The deadline the timer sleeps until (`u64::MAX`: none). Written and compared only
     /// under the state's lock, so no earlier deadline can slip between the two.
     armed_ms: AtomicU64,
@@ -71,24 +81,32 @@ impl<T> Unacked<T> {
 pub(crate) struct StorageFailed;
 
 impl App {
+    /// The shared state of a server configured by `config`, on `state` kept by `storage`.
     pub(crate) fn new(
         state: State,
         storage: Box<dyn Storage>,
         clock: Clock,
-        api_key: ApiKey,
-        scanners: Scanners,
-        limits: Limits,
+        config: ServerConfig,
     ) -> App {
+        let limits = Limits {
+            upload_bytes: config.max_upload_bytes,
+            config_bytes: config.max_config_bytes,
+            agent_config_bytes: config.queue.max_agent_config_len,
+        };
         App {
             state: Mutex::new(state),
             storage,
             clock,
-            api_key,
-            scanners,
+            api_key: config.api_key,
+            scanners: config.scanners,
             limits,
+            retention: config.retention,
+            webhooks: config.webhooks,
+            webhook_wake: Notify::new(),
             metrics: Metrics::new(),
             sessions: crate::sessions::Sessions::default(),
             timer: Notify::new(),
+            sweep_now: std::sync::atomic::AtomicBool::new(false),
             armed_ms: AtomicU64::new(u64::MAX),
         }
     }
@@ -100,8 +118,23 @@ impl App {
         let now_ms = self.clock.now_ms();
         let mut state = self.state.lock();
         let value = op(&mut state, now_ms);
-        let records = state.take_records();
-        let logged: Vec<Logged> = records.iter().map(|r| describe(&state.queue, r)).collect();
+        let mut records = state.take_records();
+        let deliveries = crate::webhook::deliveries(
+            &state,
+            &records,
+            &self.webhooks.receivers,
+            &self.scanners,
+            now_ms,
+        );
+        let queued = !deliveries.is_empty();
+        if queued {
+            match state.queue_webhooks(deliveries) {
+                Ok(()) => records.extend(state.take_records()),
+                Err(e) => tracing::error!(error = %e, "webhook deliveries did not apply"),
+            }
+        }
+        let logged: Vec<Option<Logged>> =
+            records.iter().map(|r| describe(&state.queue, r)).collect();
         let wake = state
             .queue
             .next_deadline_ms()
@@ -111,7 +144,10 @@ impl App {
         if wake {
             self.timer.notify_one();
         }
-        for l in logged {
+        if queued {
+            self.webhook_wake.notify_one();
+        }
+        for l in logged.into_iter().flatten() {
             l.log();
         }
         Unacked { value, seq }
@@ -137,22 +173,33 @@ impl App {
         self.state.lock()
     }
 
-    /// Makes the timer look at the next deadline again.
+    /// Makes the timer look at the next deadline, and retention at the results, again now.
     pub(crate) fn wake_timer(&self) {
+        self.sweep_now.store(true, Ordering::Relaxed);
         self.timer.notify_one();
     }
 }
 
 /// The longest the timer sleeps without looking again (wall-clock jumps, manual clocks).
 const MAX_TIMER_SLEEP: Duration = Duration::from_secs(60);
+/// How often, at most, retention looks for results to delete (it also looks at every wake).
+const SWEEP_EVERY_MS: u64 = 10_000;
 
 impl App {
-    /// Sleeps until the queue's next deadline and applies it, forever.
+    /// Sleeps until the queue's next deadline and applies it, forever; deletes the results
+    /// retention says are due at most every [`SWEEP_EVERY_MS`] when it wakes (so within a
+    /// minute of being due).
     pub(crate) async fn run_timer(&self) {
         let advance = || {
             self.transact(|s, now| s.queue.advance(now)).unanswered();
         };
+        let mut next_sweep_ms = 0;
         loop {
+            let now_ms = self.clock.now_ms();
+            if now_ms >= next_sweep_ms || self.sweep_now.swap(false, Ordering::Relaxed) {
+                next_sweep_ms = now_ms.saturating_add(SWEEP_EVERY_MS);
+                crate::ops::sweep_results(self).await;
+            }
             let wait_ms = {
                 let state = self.state.lock();
                 let next = state.queue.next_deadline_ms();
@@ -197,19 +244,29 @@ impl Logged {
     }
 }
 
-/// What a record was, for the log: the task, the agent's public id, the status now.
-fn describe(queue: &Queue, record: &Record) -> Logged {
+/// What a record was, for the log: the task, the agent's public id, the status now
+/// (`None`: not logged here; the webhook worker logs its own).
+fn describe(queue: &Queue, record: &Record) -> Option<Logged> {
     let event = match record {
         Record::Event(event) => event,
+        Record::Fact(Fact::WebhooksQueued { .. } | Fact::WebhookAttempted { .. }) => return None,
         Record::Fact(Fact::ScanConfigStored(_)) => {
-            return Logged {
+            return Some(Logged {
                 what: "scan config stored",
                 task: None,
                 agent: None,
                 status: None,
-            };
+            });
         }
         Record::Fact(Fact::Completed { event, .. }) => event,
+        Record::Fact(Fact::ResultsDeleted { tasks }) => {
+            return Some(Logged {
+                what: "results deleted by retention",
+                task: tasks.first().copied(),
+                agent: None,
+                status: None,
+            });
+        }
     };
     let task = event.task();
     let current = task.and_then(|id| queue.task(id));
@@ -228,10 +285,10 @@ fn describe(queue: &Queue, record: &Record) -> Logged {
         Event::DeadlineReached { .. } => ("task deadline reached", holder),
         _ => ("queue event", None),
     };
-    Logged {
+    Some(Logged {
         what,
         task,
         agent,
         status,
-    }
+    })
 }

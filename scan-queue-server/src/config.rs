@@ -2,7 +2,9 @@
 
 use crate::auth::ApiKey;
 use crate::scanners::Scanners;
+use crate::state::Retention;
 use crate::storage::journal::Durability;
+use crate::webhook::Webhooks;
 use std::path::PathBuf;
 
 /// Everything a server is configured with.
@@ -25,6 +27,10 @@ pub struct ServerConfig {
     /// The largest scan configuration document `setTaskConfig` accepts, in bytes (at most
     /// [`MAX_CONFIG_BYTES_LIMIT`](Self::MAX_CONFIG_BYTES_LIMIT)).
     pub max_config_bytes: usize,
+    /// How long results are kept (by default until their task is evicted).
+    pub retention: Retention,
+    /// Where terminal transitions are pushed (by default nowhere).
+    pub webhooks: Webhooks,
 }
 
 impl ServerConfig {
@@ -46,6 +52,8 @@ impl ServerConfig {
             scanners: Scanners::default(),
             max_upload_bytes: Self::DEFAULT_MAX_UPLOAD_BYTES,
             max_config_bytes: Self::DEFAULT_MAX_CONFIG_BYTES,
+            retention: Retention::default(),
+            webhooks: Webhooks::default(),
         }
     }
 
@@ -64,6 +72,12 @@ impl ServerConfig {
                 self.max_config_bytes,
                 Self::MAX_CONFIG_BYTES_LIMIT
             ));
+        }
+        if !self.webhooks.receivers.is_empty() && self.webhooks.secret.is_none() {
+            return Err("webhooks need a secret to sign their deliveries with".into());
+        }
+        if self.webhooks.max_attempts == 0 {
+            return Err("webhooks.max_attempts must be at least 1".into());
         }
         Ok(())
     }

@@ -41,6 +41,7 @@ mod sessions;
 mod state;
 mod storage;
 mod ui;
+mod webhook;
 pub mod wire;
 
 pub use auth::ApiKey;
@@ -49,4 +50,6 @@ pub use config::ServerConfig;
 pub use http::{Failure, Op};
 pub use scanners::{Scanner, Scanners};
 pub use server::Server;
+pub use state::Retention;
 pub use storage::journal::{Durability, Fsync};
+pub use webhook::{Webhook, WebhookSecret, Webhooks};

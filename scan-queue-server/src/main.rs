@@ -6,7 +6,10 @@
 #![warn(missing_docs)]
 
 use clap::Parser;
-use scan_queue_server::{ApiKey, Durability, Fsync, Scanner, Scanners, Server, ServerConfig};
+use scan_queue_server::{
+    ApiKey, Durability, Fsync, Retention, Scanner, Scanners, Server, ServerConfig, Webhook,
+    WebhookSecret, Webhooks,
+};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -99,6 +102,41 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = scan_queue::Config::default().max_open_tasks)]
     max_open_tasks: usize,
 
+    /// Delete a result (its record and its file) this many days after it was received
+    /// (0: keep results until their task is evicted, which always deletes them).
+    #[arg(long, value_name = "DAYS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=36_500))]
+    keep_results_days: u64,
+
+    /// Keep at most this many results per application, deleting the oldest tasks' first
+    /// (0: no count limit).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    keep_results_per_app: usize,
+
+    /// POST every terminal transition (completed, failed, timed out, deleted) to this URL as
+    /// signed JSON (repeat the flag for each receiver). Needs --webhook-secret.
+    #[arg(long = "webhook", value_name = "URL")]
+    webhooks: Vec<String>,
+
+    /// The secret webhook deliveries are signed with (HMAC-SHA256 of the body, in the header
+    /// X-ScanQueue-Signature-256: sha256=<hex>); at least 16 characters.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "SCAN_QUEUE_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
+    webhook_secret: Option<String>,
+
+    /// Attempts per webhook delivery; after the last failure it is given up (and counted in
+    /// scan_queue_webhook_deliveries_failed_total).
+    #[arg(long, value_name = "N", default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..=100))]
+    webhook_max_attempts: u32,
+
+    /// The wait after a webhook delivery's first failed attempt; it doubles after each one,
+    /// up to 10 minutes.
+    #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    webhook_retry_ms: u64,
+
     /// A scanner tasks may use, as "Display Name=short" (repeat the flag for each). Replaces
     /// the default six: Acunetix WVS=acunetix, AppSpider=appspider, Burp Suite Pro=burp, IBM
     /// Security AppScan Standard=appscan, OWASP Zed Attack Proxy=zap, WebInspect=webinspect.
@@ -171,6 +209,29 @@ fn run(args: Args) -> Result<(), String> {
     });
     config.max_upload_bytes = args.max_upload_bytes;
     config.max_config_bytes = args.max_config_bytes;
+    config.webhooks = Webhooks {
+        receivers: args
+            .webhooks
+            .iter()
+            .map(|url| {
+                Webhook::new(url.as_str())
+                    .ok_or_else(|| format!("--webhook {url}: not an absolute http(s) URL"))
+            })
+            .collect::<Result<_, _>>()?,
+        secret: match args.webhook_secret {
+            Some(s) => Some(
+                WebhookSecret::new(s).ok_or("--webhook-secret must be at least 16 characters")?,
+            ),
+            None => None,
+        },
+        first_retry: std::time::Duration::from_millis(args.webhook_retry_ms),
+        max_attempts: args.webhook_max_attempts,
+        ..Webhooks::default()
+    };
+    config.retention = Retention {
+        max_age_ms: (args.keep_results_days > 0).then(|| args.keep_results_days * 86_400_000),
+        per_application: (args.keep_results_per_app > 0).then_some(args.keep_results_per_app),
+    };
     let server = Server::new(config).map_err(|e| {
         format!(
             "cannot start with data dir {}: {e}",

@@ -30,6 +30,16 @@ pub(crate) struct Metrics {
     sampled_s: AtomicU64,
 }
 
+/// What the server keeps beside the queue, for `/metrics`.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Kept {
+    pub(crate) results: u64,
+    pub(crate) result_bytes: u64,
+    pub(crate) webhooks_pending: u64,
+    pub(crate) webhooks_delivered: u64,
+    pub(crate) webhooks_given_up: u64,
+}
+
 /// The queue's depth during one minute (the last value seen in that minute).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct DepthSample {
@@ -151,8 +161,45 @@ impl Metrics {
 
     /// `/metrics`: the queue's statistics and the server's counters in the Prometheus text
     /// exposition format (version 0.0.4).
-    pub(crate) fn render(&self, stats: &Stats) -> Result<String, prometheus::Error> {
+    pub(crate) fn render(&self, stats: &Stats, kept: &Kept) -> Result<String, prometheus::Error> {
         let registry = Registry::new();
+        for (name, help, value) in [
+            (
+                "scan_queue_results",
+                "Result files kept (one per completed task, until retention deletes it).",
+                kept.results,
+            ),
+            (
+                "scan_queue_result_bytes",
+                "Bytes of the result files kept.",
+                kept.result_bytes,
+            ),
+            (
+                "scan_queue_webhook_deliveries_pending",
+                "Webhook deliveries waiting in the outbox (retrying included).",
+                kept.webhooks_pending,
+            ),
+        ] {
+            let gauge = IntGauge::new(name, help)?;
+            gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+            registry.register(Box::new(gauge))?;
+        }
+        for (name, help, value) in [
+            (
+                "scan_queue_webhook_deliveries_total",
+                "Webhook deliveries a receiver accepted.",
+                kept.webhooks_delivered,
+            ),
+            (
+                "scan_queue_webhook_deliveries_failed_total",
+                "Webhook deliveries given up after their last attempt (or when the outbox was full).",
+                kept.webhooks_given_up,
+            ),
+        ] {
+            let counter = IntCounter::new(name, help)?;
+            counter.inc_by(value);
+            registry.register(Box::new(counter))?;
+        }
         let tasks = IntGaugeVec::new(
             Opts::new(
                 "scan_queue_tasks",

@@ -6,6 +6,7 @@
 use crate::app::{App, StorageFailed};
 use crate::scanners::Scanner;
 use crate::state::{ResultRecord, ScanConfigDoc, State};
+use crate::storage::ResultSource;
 use crate::storage::upload::{Kept, Upload};
 use crate::wire::{self, ScanConfigObject};
 use scan_queue::{
@@ -323,4 +324,84 @@ pub(crate) async fn revoke_agent(app: &App, agent: AgentId) -> Result<usize, OpE
 /// At most `max` characters of a client's text kept in a record.
 fn bounded(text: &str, max: usize) -> String {
     text.chars().take(max).collect()
+}
+
+/// A task's result record and where its file is; a refusal names what is missing.
+pub(crate) fn result_of(
+    app: &App,
+    task: TaskId,
+) -> Result<(Arc<ResultRecord>, ResultSource), OpError> {
+    let record = app.read(|state| match state.result(task) {
+        Some(record) => Ok(Arc::clone(record)),
+        None if state.queue.task(task).is_some() => Err(refused(format!(
+            "Task {task} has no result (it is {}, or its result was deleted).",
+            state
+                .queue
+                .task(task)
+                .map_or("unknown", |t| t.status().status_string())
+        ))),
+        None => Err(refused(format!("No scan queue task with id {task}."))),
+    })?;
+    let source = app.storage.result_source(&record.file);
+    Ok((record, source))
+}
+
+/// The most results one listing answers.
+pub(crate) const MAX_RESULTS_PAGE: usize = 500;
+
+/// An application's results, newest task first, after task `before`, at most `limit`
+/// (bounded by [`MAX_RESULTS_PAGE`]); and whether more follow. An application with neither
+/// results nor tasks is unknown.
+pub(crate) fn results_of_application(
+    app: &App,
+    application: ApplicationId,
+    before: Option<TaskId>,
+    limit: usize,
+) -> Result<(Vec<Arc<ResultRecord>>, bool), OpError> {
+    let limit = limit.clamp(1, MAX_RESULTS_PAGE);
+    app.read(|state| {
+        let (page, more) = state.results().of_application(application, before, limit);
+        let known = !page.is_empty()
+            || before.is_some()
+            || TaskStatus::ALL.into_iter().any(|s| {
+                state
+                    .queue
+                    .tasks_with_status(s)
+                    .any(|t| t.application() == application)
+            });
+        if known {
+            Ok((page, more))
+        } else {
+            Err(refused(format!(
+                "No scan queue task or result for application {application}."
+            )))
+        }
+    })
+}
+
+/// How many results one retention record deletes at most.
+const SWEEP_BATCH: usize = 1000;
+
+/// Deletes what retention says is due now: the records (journaled), then their files. How
+/// many. Nobody is answered, so nothing waits but the files, which go only once their
+/// records' deletion is durable.
+pub(crate) async fn sweep_results(app: &App) -> usize {
+    let mut deleted = 0;
+    loop {
+        let expired =
+            app.transact(|state, now| state.expire_results(app.retention, now, SWEEP_BATCH));
+        let Ok(expired) = app.ack(expired).await else {
+            return deleted;
+        };
+        let n = expired.len();
+        if n > 0 {
+            tracing::info!(results = n, "results deleted by retention");
+            let files = expired.iter().map(|r| r.file.clone()).collect();
+            app.storage.remove_results(files).await;
+        }
+        deleted += n;
+        if n < SWEEP_BATCH {
+            return deleted;
+        }
+    }
 }

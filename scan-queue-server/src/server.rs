@@ -1,7 +1,7 @@
 //! [`Server`]: a scan queue server built from its configuration, and serving until told to
 //! stop (or until its storage fails).
 
-use crate::app::{App, Limits};
+use crate::app::App;
 use crate::clock::Clock;
 use crate::config::ServerConfig;
 use crate::state::State;
@@ -44,28 +44,15 @@ impl Server {
         clock: Clock,
     ) -> std::io::Result<Server> {
         config.check().map_err(std::io::Error::other)?;
-        let agent_config_bytes = config.queue.max_agent_config_len;
         let (store, state): (LocalStore, State) = LocalStore::open(
             &config.data_dir,
-            config.durability,
-            config.queue,
+            config.durability.clone(),
+            config.queue.clone(),
             keys,
             clock.now_ms(),
         )?;
         let results_dir = store.results_dir().to_owned();
-        let limits = Limits {
-            upload_bytes: config.max_upload_bytes,
-            config_bytes: config.max_config_bytes,
-            agent_config_bytes,
-        };
-        let app = App::new(
-            state,
-            Box::new(store),
-            clock,
-            config.api_key,
-            config.scanners,
-            limits,
-        );
+        let app = App::new(state, Box::new(store), clock, config);
         Ok(Server {
             app: Arc::new(app),
             results_dir,
@@ -92,6 +79,10 @@ impl Server {
             let app = Arc::clone(&self.app);
             async move { app.run_timer().await }
         });
+        let webhooks = tokio::spawn({
+            let app = Arc::clone(&self.app);
+            async move { crate::webhook::run(&app).await }
+        });
         let app = Arc::clone(&self.app);
         let stop = async move {
             tokio::select! {
@@ -103,8 +94,10 @@ impl Server {
             .with_graceful_shutdown(stop)
             .await;
         timer.abort();
-        // Wait for it to be gone, so that dropping the server releases the data directory.
+        webhooks.abort();
+        // Wait for them to be gone, so that dropping the server releases the data directory.
         let _ = timer.await;
+        let _ = webhooks.await;
         if self.app.storage.has_failed() {
             return Err(std::io::Error::other(
                 "the storage could not be written (see the log); stopped",
@@ -124,7 +117,8 @@ impl Server {
         &self.results_dir
     }
 
-    /// Makes the timer look at the next deadline again now (after moving a manual clock).
+    /// Makes the timer look at the next deadline, and retention at the results, again now
+    /// (after moving a manual clock).
     pub fn wake_timer(&self) {
         self.app.wake_timer();
     }

@@ -251,6 +251,40 @@ impl AssignmentObject {
     }
 }
 
+/// A task's result, as an application's results listing shows it (ours).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultObject {
+    /// The task it completed.
+    pub task_id: u64,
+    /// The task's application.
+    pub application_id: u64,
+    /// The task's scanner (display name).
+    pub scanner: String,
+    /// The name the agent uploaded it as, if any.
+    pub file_name: Option<String>,
+    /// Bytes.
+    pub size: u64,
+    /// SHA-256 of the bytes, lowercase hex (also the download's `ETag`).
+    pub sha256: String,
+    /// The content type the download is served with.
+    pub content_type: String,
+    /// When it was received, epoch milliseconds.
+    pub received_time: u64,
+    /// Where to download it (same authentication as every call).
+    pub download_path: String,
+}
+
+/// A page of an application's results, newest task first (ours).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultsPage {
+    /// The results on this page.
+    pub results: Vec<ResultObject>,
+    /// The next page's path, if there are more.
+    pub next_path: Option<String>,
+}
+
 /// The ThreadFix `failTask` answer and status message for `task` failed with `reason`.
 ///
 /// ```

@@ -29,6 +29,10 @@ fn help_describes_every_flag() {
         "--max-agents <N>",
         "--max-open-tasks <N>",
         "--scanner <NAME=SHORT>",
+        "--keep-results-days <DAYS>",
+        "--keep-results-per-app <N>",
+        "--webhook <URL>",
+        "--webhook-secret <SECRET>",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }

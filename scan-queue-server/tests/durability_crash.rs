@@ -26,6 +26,10 @@ struct Process {
 
 impl Process {
     fn start(data_dir: &Path) -> Process {
+        Process::start_with(data_dir, &[])
+    }
+
+    fn start_with(data_dir: &Path, extra: &[&str]) -> Process {
         // The most permissive umask, so that only the server's own modes can keep files private.
         let mut child = Command::new("sh")
             .args(["-c", "umask 000 && exec \"$0\" \"$@\""])
@@ -34,6 +38,7 @@ impl Process {
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--fsync", "always", "--snapshot-every", "40"])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -511,4 +516,118 @@ async fn acknowledged_transitions_survive_sigkill_at_several_points() {
     for kill_after in [9, 40, 101, 230] {
         round(kill_after).await;
     }
+}
+
+/// Webhook deliveries are in the durable outbox: a SIGKILL while the receiver is down loses
+/// none; after the restart, with the receiver up, every terminal transition arrives (at least
+/// once), signed.
+#[tokio::test]
+async fn webhook_deliveries_survive_sigkill() {
+    use hmac::{Hmac, Mac};
+    const SECRET: &str = "crash-webhook-secret-0123";
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let hook = format!("http://127.0.0.1:{port}/hook");
+    let flags = [
+        "--webhook",
+        hook.as_str(),
+        "--webhook-secret",
+        SECRET,
+        "--webhook-retry-ms",
+        "50",
+        "--webhook-max-attempts",
+        "100",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let server = Process::start_with(dir.path(), &flags);
+    let client = Client::new(&server.api);
+    let agent = client.call("requestScanAgentKey", &[]).await.unwrap();
+    let agent = agent["object"].as_str().unwrap().to_owned();
+    let mut expected = BTreeSet::new();
+    for id in 1..=6u64 {
+        client
+            .call(
+                "queueScan",
+                &[("applicationId", "1"), ("scannerType", "zap")],
+            )
+            .await
+            .unwrap();
+        let r = client
+            .call(
+                "requestTask",
+                &[("scanners", "zap"), ("scanAgentSecureKey", &agent)],
+            )
+            .await
+            .unwrap();
+        let key = r["object"]["secureTaskKey"].as_str().unwrap().to_owned();
+        if fails(id) {
+            let ids = id.to_string();
+            let r = client
+                .call(
+                    "failTask",
+                    &[
+                        ("scanQueueTaskId", &ids),
+                        ("message", "gave up"),
+                        ("scanAgentSecureKey", &agent),
+                        ("secureTaskKey", &key),
+                    ],
+                )
+                .await
+                .unwrap();
+            assert_eq!(r["success"], true, "{r}");
+            expected.insert((id, "task.failed".to_owned()));
+        } else {
+            let r = client.complete(id, &agent, &key).await.unwrap();
+            assert_eq!(r["success"], true, "{r}");
+            expected.insert((id, "task.completed".to_owned()));
+        }
+    }
+    server.kill();
+
+    let got: Arc<Mutex<BTreeSet<(u64, String)>>> = Arc::default();
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post({
+            let got = Arc::clone(&got);
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let got = Arc::clone(&got);
+                async move {
+                    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+                    mac.update(&body);
+                    let expected = format!(
+                        "sha256={}",
+                        mac.finalize()
+                            .into_bytes()
+                            .iter()
+                            .map(|b| format!("{b:02x}"))
+                            .collect::<String>()
+                    );
+                    assert_eq!(headers["x-scanqueue-signature-256"], expected.as_str());
+                    let body: Value = serde_json::from_slice(&body).unwrap();
+                    let event = body["event"].as_str().unwrap().to_owned();
+                    got.lock()
+                        .unwrap()
+                        .insert((body["task"]["id"].as_u64().unwrap(), event));
+                    axum::http::StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+    let server = Process::start_with(dir.path(), &flags);
+    let started = Instant::now();
+    while *got.lock().unwrap() != expected {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "got {:?}, expected {expected:?}",
+            got.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.kill();
 }

@@ -392,6 +392,31 @@ async fn walk_through(c: Client, s: TestServer, screenshot: PathBuf) {
     let png = c.screenshot().await.unwrap();
     std::fs::write(screenshot.with_file_name("task-page.png"), png).unwrap();
 
+    // The completed task's page shows its result; its download link serves the file to
+    // the logged-in browser (fetched in the page, with the session's cookie).
+    c.goto(&format!("{origin}/tasks/task/{done}"))
+        .await
+        .unwrap();
+    assert_eq!(text(&c, "#result-name").await, "scanResults.xml");
+    let link = c
+        .find(fantoccini::Locator::Css("#download"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(link, format!("/tasks/task/{done}/result"));
+    let downloaded = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1]; \
+             fetch(arguments[0]).then(r => r.text()).then(done, e => done('error: ' + e));",
+            vec![serde_json::Value::String(link)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(downloaded, "<xml/>");
+
     // Cancel a queued task from the page, after confirming.
     c.goto(&format!("{origin}/tasks/task/{to_cancel}"))
         .await

@@ -465,3 +465,64 @@ async fn metrics_parse_as_prometheus_text_and_match_the_queue() {
     );
     s.stop().await;
 }
+
+/// A completed task's page shows its result and downloads it behind the session; the list
+/// filters by application.
+#[tokio::test]
+async fn a_tasks_result_on_its_page_and_the_application_filter() {
+    let s = TestServer::start().await;
+    let app7 = s
+        .form(
+            "queueScan",
+            &[("applicationId", "7"), ("scannerType", "zap")],
+        )
+        .await["object"]["id"]
+        .as_u64()
+        .unwrap();
+    s.queue_scan("zap").await;
+    let agent = s.agent_key().await;
+    let (id, key) = s
+        .request_task(&agent, "OWASP Zed Attack Proxy")
+        .await
+        .unwrap();
+    assert_eq!(id, app7);
+    let r = s.complete(id, &agent, &key).await;
+    assert_eq!(r["success"], true, "{r}");
+    let (cookie, _) = login(&s, "").await;
+    let page = get_page(&s, &format!("/tasks/task/{id}"), &cookie).await;
+    assert!(page.contains("id=\"result\""), "{page}");
+    assert!(page.contains("scanResults.xml"));
+    // sha256("<xml/>"), computed independently (Python's hashlib).
+    assert!(page.contains("6eb820e0f9762c611c2a77189f686afeca64dfb212e023017e0346e7ab826c39"));
+    let href = format!("/tasks/task/{id}/result");
+    assert!(page.contains(&format!("href=\"{href}\"")), "{page}");
+    let r = client()
+        .get(format!("{}{href}", s.origin))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"<xml/>");
+    // Without a session: refused, no bytes.
+    let r = client()
+        .get(format!("{}{href}", s.origin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(!r.text().await.unwrap().contains("<xml/>"));
+    // The application filter.
+    let seven = get_page(&s, "/tasks?application=7", &cookie).await;
+    assert_eq!(seven.matches("<tr data-task-id=").count(), 1);
+    assert!(seven.contains(&format!("<tr data-task-id=\"{app7}\">")));
+    let one = get_page(&s, "/tasks?application=1", &cookie).await;
+    assert_eq!(one.matches("<tr data-task-id=").count(), 1);
+    s.stop().await;
+}

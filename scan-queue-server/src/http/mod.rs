@@ -4,6 +4,9 @@
 
 mod body;
 pub(crate) mod params;
+mod results;
+
+pub(crate) use results::serve_result;
 
 use crate::app::App;
 use crate::ops::{self, AgentCall, OpError};
@@ -13,7 +16,7 @@ use axum::Json;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
+use axum::routing::{any, get};
 use base64::Engine;
 use body::{FilePart, Received};
 use params::{Params, ParseLimits};
@@ -145,6 +148,27 @@ pub(crate) fn router(app: Arc<App>, other: axum::Router<Arc<App>>) -> axum::Rout
         .unwrap_or(usize::MAX)
         .max(app.limits.config_bytes)
         .saturating_add(MULTIPART_SLACK_BYTES);
+    let other = ["", "/threadfix"]
+        .into_iter()
+        .fold(other, |router, prefix| {
+            router
+                .route(
+                    &format!("{prefix}/rest/tasks/{{op}}/result"),
+                    get(results::download),
+                )
+                .route(
+                    &format!("{prefix}/rest/{{version}}/tasks/{{op}}/result"),
+                    get(results::download),
+                )
+                .route(
+                    &format!("{prefix}/rest/applications/{{app}}/results"),
+                    get(results::list),
+                )
+                .route(
+                    &format!("{prefix}/rest/{{version}}/applications/{{app}}/results"),
+                    get(results::list),
+                )
+        });
     other
         .route("/rest/tasks/{op}", any(dispatch))
         .route("/rest/{version}/tasks/{op}", any(dispatch))
@@ -199,11 +223,16 @@ async fn count_request(State(app): State<Arc<App>>, response: Response) -> Respo
 }
 
 fn reply(result: Result<Reply, Failure>) -> Response {
+    reply_json(result)
+}
+
+/// An envelope: the object on success, the failure's message and status otherwise.
+fn reply_json<T: serde::Serialize>(result: Result<T, Failure>) -> Response {
     match result {
         Ok(object) => Json(Envelope::success(object)).into_response(),
         Err(failure) => (
             failure.status,
-            Json(Envelope::<Reply>::failure(failure.message)),
+            Json(Envelope::<T>::failure(failure.message)),
         )
             .into_response(),
     }

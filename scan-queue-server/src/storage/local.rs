@@ -12,7 +12,7 @@
 
 use super::journal::{self, Durability, Journal, recovery};
 use super::upload::{Kept, Upload, hex};
-use super::{BoxFuture, Storage, fs};
+use super::{BoxFuture, ResultSource, Storage, fs};
 use crate::state::{Record, ResultRecord, State};
 use scan_queue::{Config, KeySource, TaskId, TaskStatus};
 use sha2::{Digest, Sha256};
@@ -322,6 +322,31 @@ impl Storage for LocalStore {
             .await
             .map_err(std::io::Error::other)??;
             Ok(kept)
+        })
+    }
+
+    fn result_source(&self, file: &str) -> ResultSource {
+        // Names come from records the server made (`task-{id}-{nonce}-{sanitized}`): no
+        // separator, never a dot name.
+        ResultSource::File(self.results.join(file))
+    }
+
+    fn remove_results(&self, files: Vec<String>) -> BoxFuture<'_, ()> {
+        let paths: Vec<PathBuf> = files.iter().map(|f| self.results.join(f)).collect();
+        Box::pin(async move {
+            let removed = tokio::task::spawn_blocking(move || {
+                for path in paths {
+                    if let Err(e) = std::fs::remove_file(&path)
+                        && e.kind() != std::io::ErrorKind::NotFound
+                    {
+                        tracing::error!(path = %path.display(), error = %e, "could not remove a deleted result's file");
+                    }
+                }
+            })
+            .await;
+            if removed.is_err() {
+                tracing::error!("removing deleted results' files panicked");
+            }
         })
     }
 

@@ -28,6 +28,13 @@ use std::future::Future;
 use std::pin::Pin;
 use upload::{Kept, Upload};
 
+/// Where a result file can be read.
+#[derive(Debug)]
+pub(crate) enum ResultSource {
+    /// A local file.
+    File(std::path::PathBuf),
+}
+
 /// A boxed future, so that the trait can be used as `dyn Storage`.
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -55,4 +62,11 @@ pub(crate) trait Storage: Send + Sync + std::fmt::Debug {
 
     /// Removes a kept file that no record refers to.
     fn discard(&self, kept: Kept) -> BoxFuture<'_, ()>;
+
+    /// Where a result file (by its name in a record) can be read.
+    fn result_source(&self, file: &str) -> ResultSource;
+
+    /// Removes result files whose records were deleted, once that deletion is durable (a
+    /// crash before leaves files that no record names: removed at the next start).
+    fn remove_results(&self, files: Vec<String>) -> BoxFuture<'_, ()>;
 }

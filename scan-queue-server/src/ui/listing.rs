@@ -1,12 +1,13 @@
 //! What the page shows, copied out of the queue under its lock with bounded work: a page of
 //! tasks newest first, one task with its history, the agents.
 
+use crate::state::ResultRecord;
 use scan_queue::{AgentId, Queue, Task, TaskId, TaskStatus};
 use std::ops::Bound;
 
 /// Rows on one page.
 pub(crate) const PAGE_ROWS: usize = 50;
-/// Tasks examined at most for one page (a scanner filter may skip many).
+/// Tasks examined at most for one page (a scanner or application filter may skip many).
 pub(crate) const EXAMINE_MAX: usize = 2_000;
 /// Agents listed at most.
 pub(crate) const AGENT_ROWS: usize = 50;
@@ -17,6 +18,8 @@ pub(crate) struct Filter {
     pub(crate) status: Option<TaskStatus>,
     /// A scanner's display name.
     pub(crate) scanner: Option<String>,
+    /// An application id.
+    pub(crate) application: Option<u64>,
     /// Only tasks with a smaller id (the next page's start).
     pub(crate) before: Option<TaskId>,
 }
@@ -90,11 +93,12 @@ pub(crate) fn newest_first(queue: &Queue, filter: &Filter) -> Listing {
             break;
         };
         examined += 1;
-        if filter
+        let wanted = filter
             .scanner
             .as_deref()
             .is_none_or(|s| s == task.scanner())
-        {
+            && filter.application.is_none_or(|a| a == task.application().0);
+        if wanted {
             listing.rows.push(Row::new(task));
             if listing.rows.len() == PAGE_ROWS {
                 listing.older = Some(id);
@@ -119,10 +123,20 @@ pub(crate) fn newest_first(queue: &Queue, filter: &Filter) -> Listing {
     listing
 }
 
-/// One task, with its whole retained status history as ThreadFix's texts.
+/// A task's result, as the page shows it.
+#[derive(Clone, Debug)]
+pub(crate) struct ResultView {
+    pub(crate) file_name: Option<String>,
+    pub(crate) size: u64,
+    pub(crate) sha256: String,
+    pub(crate) received_ms: u64,
+}
+
+/// One task, with its whole retained status history as ThreadFix's texts, and its result.
 #[derive(Clone, Debug)]
 pub(crate) struct Detail {
     pub(crate) row: Row,
+    pub(crate) result: Option<ResultView>,
     pub(crate) timeout_ms: u64,
     pub(crate) scan_config: Option<u64>,
     pub(crate) lease_until_ms: Option<u64>,
@@ -131,9 +145,15 @@ pub(crate) struct Detail {
 }
 
 impl Detail {
-    pub(crate) fn new(task: &Task) -> Detail {
+    pub(crate) fn new(task: &Task, result: Option<&ResultRecord>) -> Detail {
         Detail {
             row: Row::new(task),
+            result: result.map(|r| ResultView {
+                file_name: r.file_name.clone(),
+                size: r.size,
+                sha256: r.sha256.clone(),
+                received_ms: r.received_ms,
+            }),
             timeout_ms: task.timeout_ms(),
             scan_config: task.scan_config().map(|c| c.0),
             lease_until_ms: task

@@ -56,6 +56,10 @@ pub(crate) fn routes(mut router: axum::Router<Arc<App>>) -> axum::Router<Arc<App
             .route(&format!("{prefix}/tasks/queue"), post(queue_scan))
             .route(&format!("{prefix}/tasks/task/{{id}}"), get(detail))
             .route(
+                &format!("{prefix}/tasks/task/{{id}}/result"),
+                get(download_result),
+            )
+            .route(
                 &format!("{prefix}/tasks/task/{{id}}/cancel"),
                 get(confirm_cancel).post(cancel),
             )
@@ -331,6 +335,9 @@ async fn list(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap) -> Resp
         scanner: query_get(&q, "scanner")
             .and_then(|s| app.scanners.resolve(s))
             .map(|s| s.name.clone()),
+        application: query_get(&q, "application")
+            .and_then(|a| a.trim().parse().ok())
+            .filter(|a| *a > 0),
         before: query_get(&q, "before")
             .and_then(|b| b.parse().ok())
             .map(TaskId),
@@ -365,10 +372,29 @@ fn parse_task_id(raw: &str) -> Option<TaskId> {
     raw.parse::<u64>().ok().filter(|&id| id > 0).map(TaskId)
 }
 
-/// The task a path segment names, copied out under a brief lock, if it exists.
+/// The task a path segment names, with its result, copied out under a brief lock, if it
+/// exists.
 fn task_detail(app: &App, raw_id: &str) -> Option<Detail> {
     let id = parse_task_id(raw_id)?;
-    app.read(|s| s.queue.task(id).map(Detail::new))
+    app.read(|s| {
+        s.queue
+            .task(id)
+            .map(|t| Detail::new(t, s.result(id).map(|r| &**r)))
+    })
+}
+
+/// A task's result file, for a logged-in operator (the API's download, behind the session).
+async fn download_result(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    request: Request,
+) -> Response {
+    if session(&app, &headers).is_none() {
+        return unauthenticated(&app, prefix(request.uri()), "task_result", false);
+    }
+    let mut response = crate::http::serve_result(&app, request, "task_result").await;
+    harden(&mut response);
+    response
 }
 
 fn not_found(ctx: Ctx<'_>, endpoint: &'static str, what: &str) -> Response {

@@ -41,9 +41,20 @@ pub(crate) async fn scrape(State(app): State<Arc<App>>, headers: HeaderMap) -> R
         return tag(r, "unauthenticated");
     }
     let now_ms = app.clock.now_ms();
-    let stats = app.read(|s| s.queue.stats());
+    let (stats, kept) = app.read(|s| {
+        let (results, result_bytes) = s.results().totals();
+        let (pending, delivered, given_up) = s.webhooks().counts();
+        let kept = crate::metrics::Kept {
+            results: results as u64,
+            result_bytes,
+            webhooks_pending: pending as u64,
+            webhooks_delivered: delivered,
+            webhooks_given_up: given_up,
+        };
+        (s.queue.stats(), kept)
+    });
     app.metrics.sample(now_ms, &stats);
-    match app.metrics.render(&stats) {
+    match app.metrics.render(&stats, &kept) {
         Ok(text) => tag(
             ([(CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response(),
             "ok",

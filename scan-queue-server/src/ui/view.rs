@@ -175,6 +175,9 @@ pub(crate) fn list(ctx: Ctx<'_>, p: &ListPage<'_>) -> Markup {
         if let Some(s) = &p.filter.scanner {
             q.append_pair("scanner", s);
         }
+        if let Some(a) = p.filter.application {
+            q.append_pair("application", &a.to_string());
+        }
         q.append_pair("before", &id.0.to_string());
         format!("{}?{}", ctx.url(""), q.finish())
     });
@@ -196,6 +199,10 @@ pub(crate) fn list(ctx: Ctx<'_>, p: &ListPage<'_>) -> Markup {
                                 option value=(s.name) selected[p.filter.scanner.as_deref() == Some(s.name.as_str())] { (s.name) }
                             }
                         }
+                    }
+                    label { "Application "
+                        input type="number" name="application" min="1" placeholder="any"
+                            value=[p.filter.application];
                     }
                     button type="submit" { "Filter" }
                 }
@@ -274,6 +281,20 @@ pub(crate) fn detail(ctx: Ctx<'_>, d: &Detail, flash: Option<String>) -> Markup 
                     }
                     @if let (Some(agent), true) = (r.agent, r.status.is_active()) {
                         a #revoke href=(ctx.url(&format!("/agent/{agent}/revoke"))) { "Revoke its agent…" }
+                    }
+                }
+            }
+            @if let Some(result) = &d.result {
+                section #result {
+                    h2 { "Result" }
+                    dl {
+                        dt { "File" } dd #result-name { (result.file_name.as_deref().unwrap_or("(no name)")) }
+                        dt { "Size" } dd #result-size { (result.size) " bytes" }
+                        dt { "SHA-256" } dd #result-sha256 .hash { (result.sha256) }
+                        dt { "Received" } dd { (time(result.received_ms)) }
+                    }
+                    p.actions {
+                        a #download href=(ctx.url(&format!("/task/{}/result", r.id.0))) download { "Download the result" }
                     }
                 }
             }

@@ -35,10 +35,14 @@ impl TestServer {
 
     /// A server whose config `tweak` adjusts, on a manual clock.
     pub async fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        TestServer::start_on(Clock::manual(SEED_UPLOADED_MS), tweak).await
+    }
+
+    /// A server whose config `tweak` adjusts, on `clock`.
+    pub async fn start_on(clock: Clock, tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = ServerConfig::new(ApiKey::new(API_KEY).unwrap(), dir.path());
         tweak(&mut config);
-        let clock = Clock::manual(SEED_UPLOADED_MS);
         let server =
             Server::with_parts(config, KeySource::from_seed([7; 32]), clock.clone()).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

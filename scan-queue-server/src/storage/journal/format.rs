@@ -268,6 +268,7 @@ mod tests {
             configs: Vec::new(),
             results: Vec::new(),
             results_tracked: true,
+            webhooks: Default::default(),
         };
         let bytes = encode_snapshot(9, &snap).unwrap();
         assert!(decode_snapshot(&bytes, 9).is_ok());

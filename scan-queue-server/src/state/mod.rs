@@ -3,6 +3,13 @@
 //! core's events and the server's own [`Fact`]s — and the live path applies each record with
 //! the same code recovery replays it with. Pure: no I/O, no clock, no lock.
 
+mod results;
+mod webhooks;
+
+pub(crate) use results::Results;
+pub use results::Retention;
+pub(crate) use webhooks::{Attempt, Delivery, Outbox};
+
 use crate::wire::ScanConfigObject;
 use scan_queue::{
     ApplicationId, Config, Event, KeySource, Queue, ScanConfigId, Snapshot, TaskId, TaskStatus,
@@ -26,6 +33,23 @@ pub(crate) enum Record {
 pub(crate) enum Fact {
     /// A scan configuration document was stored; it becomes its pair's current one.
     ScanConfigStored(Arc<ScanConfigDoc>),
+    /// Retention deleted these tasks' results (their files go once this is durable).
+    ResultsDeleted {
+        /// The tasks.
+        tasks: Vec<TaskId>,
+    },
+    /// Webhook deliveries of terminal transitions were queued.
+    WebhooksQueued {
+        /// The deliveries, with consecutive ids.
+        deliveries: Vec<Delivery>,
+    },
+    /// A webhook delivery was attempted.
+    WebhookAttempted {
+        /// The delivery.
+        id: u64,
+        /// How it ended.
+        attempt: Attempt,
+    },
     /// A task was completed with this result file: one record, so that a crash can never
     /// keep the completion without its result or the reverse.
     Completed {
@@ -40,9 +64,15 @@ impl Record {
     /// Decodes a record's JSON: a [`Fact`] when it is one (its JSON starts with a fact's
     /// tag), else a core [`Event`], so that every error message is the precise one.
     pub(crate) fn from_json(payload: &[u8]) -> Result<Record, serde_json::Error> {
-        let is_fact = [&b"{\"ScanConfigStored\""[..], b"{\"Completed\""]
-            .iter()
-            .any(|tag| payload.starts_with(tag));
+        let is_fact = [
+            &b"{\"ScanConfigStored\""[..],
+            b"{\"Completed\"",
+            b"{\"ResultsDeleted\"",
+            b"{\"WebhooksQueued\"",
+            b"{\"WebhookAttempted\"",
+        ]
+        .iter()
+        .any(|tag| payload.starts_with(tag));
         if is_fact {
             serde_json::from_slice(payload).map(Record::Fact)
         } else {
@@ -89,6 +119,22 @@ pub(crate) struct ResultRecord {
     pub(crate) received_ms: u64,
 }
 
+impl ResultRecord {
+    /// What the file is served as: the content type recorded when it is a plain type, else
+    /// bytes.
+    pub(crate) fn served_content_type(&self) -> String {
+        self.content_type
+            .as_deref()
+            .filter(|c| {
+                c.len() <= 100
+                    && c.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"/.+-; =".contains(&b))
+            })
+            .unwrap_or("application/octet-stream")
+            .to_owned()
+    }
+}
+
 /// The whole state at one point of the log, as a snapshot file holds it. Older snapshots hold
 /// only the queue's [`Snapshot`] (see [`StateSnapshot::from_json`]).
 #[derive(Debug, Serialize, Deserialize)]
@@ -105,6 +151,9 @@ pub(crate) struct StateSnapshot {
     /// records: their files are adopted once, at start-up).
     #[serde(default)]
     pub(crate) results_tracked: bool,
+    /// The webhook outbox.
+    #[serde(default)]
+    pub(crate) webhooks: Outbox,
 }
 
 impl StateSnapshot {
@@ -119,6 +168,7 @@ impl StateSnapshot {
                 configs: Vec::new(),
                 results: Vec::new(),
                 results_tracked: false,
+                webhooks: Outbox::default(),
             })
         }
     }
@@ -155,10 +205,12 @@ pub(crate) struct State {
     configs: BTreeMap<u64, Arc<ScanConfigDoc>>,
     /// The current document of each (application, scanner display name).
     current: HashMap<(ApplicationId, String), u64>,
-    /// Result records by task.
-    results: BTreeMap<TaskId, Arc<ResultRecord>>,
+    /// Result records.
+    results: Results,
     /// Whether every result file has a record (see [`StateSnapshot::results_tracked`]).
     pub(crate) results_tracked: bool,
+    /// The webhook outbox.
+    webhooks: Outbox,
     /// Records made by the last operation, in order, not yet taken by the storage.
     outbox: Vec<Record>,
 }
@@ -177,8 +229,9 @@ impl State {
             queue,
             configs: BTreeMap::new(),
             current: HashMap::new(),
-            results: BTreeMap::new(),
+            results: Results::default(),
             results_tracked: true,
+            webhooks: Outbox::default(),
             outbox: Vec::new(),
         }
     }
@@ -209,6 +262,7 @@ impl State {
             state.insert_result(result)?;
         }
         state.results_tracked = snapshot.results_tracked;
+        state.webhooks = snapshot.webhooks;
         Ok(state)
     }
 
@@ -217,8 +271,9 @@ impl State {
         StateSnapshot {
             queue: self.queue.snapshot(),
             configs: self.configs.values().cloned().collect(),
-            results: self.results.values().cloned().collect(),
+            results: self.results.iter().cloned().collect(),
             results_tracked: self.results_tracked,
+            webhooks: self.webhooks.clone(),
         }
     }
 
@@ -271,6 +326,18 @@ impl State {
                 self.drop_unreferenced_configs();
                 Ok(())
             }
+            Fact::WebhooksQueued { deliveries } => self.webhooks.queue(&deliveries),
+            Fact::WebhookAttempted { id, attempt } => self.webhooks.attempted(id, attempt),
+            Fact::ResultsDeleted { tasks } => {
+                for task in tasks {
+                    if self.results.remove(task).is_none() {
+                        return Err(ApplyError::Fact(format!(
+                            "no result of task {task} to delete"
+                        )));
+                    }
+                }
+                Ok(())
+            }
             Fact::Completed { event, result } => {
                 completion_of(&event, &result)?;
                 self.queue.apply(&event)?;
@@ -280,16 +347,7 @@ impl State {
     }
 
     fn insert_result(&mut self, result: Arc<ResultRecord>) -> Result<(), ApplyError> {
-        match self.results.entry(result.task) {
-            std::collections::btree_map::Entry::Occupied(_) => Err(ApplyError::Fact(format!(
-                "a second result for task {}",
-                result.task
-            ))),
-            std::collections::btree_map::Entry::Vacant(slot) => {
-                slot.insert(result);
-                Ok(())
-            }
-        }
+        self.results.insert(result)
     }
 
     /// Drops the documents no longer current that no task refers to. Runs when a document
@@ -355,7 +413,7 @@ impl State {
 
     /// The result record of a task, if it has one.
     pub(crate) fn result(&self, task: TaskId) -> Option<&Arc<ResultRecord>> {
-        self.results.get(&task)
+        self.results.get(task)
     }
 
     /// Joins `result` to the completion the last core call made: the two become one
@@ -392,9 +450,54 @@ impl State {
         self.insert_result(Arc::new(result))
     }
 
+    /// The result records.
+    pub(crate) fn results(&self) -> &Results {
+        &self.results
+    }
+
+    /// Deletes (and records so) what retention says is due at `now_ms`, at most `max`; the
+    /// deleted records, whose files are to go once that is durable.
+    pub(crate) fn expire_results(
+        &mut self,
+        retention: Retention,
+        now_ms: u64,
+        max: usize,
+    ) -> Vec<Arc<ResultRecord>> {
+        let tasks = self.results.due(&self.queue, retention, now_ms, max);
+        if tasks.is_empty() {
+            return Vec::new();
+        }
+        let deleted = tasks
+            .iter()
+            .filter_map(|t| self.results.get(*t).cloned())
+            .collect();
+        // Cannot fail: every task has a result.
+        let _ = self.record(Fact::ResultsDeleted { tasks });
+        deleted
+    }
+
+    /// The webhook outbox.
+    pub(crate) fn webhooks(&self) -> &Outbox {
+        &self.webhooks
+    }
+
+    /// Queues webhook deliveries (their ids from [`Outbox::next_id`] on).
+    pub(crate) fn queue_webhooks(&mut self, deliveries: Vec<Delivery>) -> Result<(), ApplyError> {
+        self.record(Fact::WebhooksQueued { deliveries })
+    }
+
+    /// Records how a delivery attempt ended.
+    pub(crate) fn webhook_attempted(
+        &mut self,
+        id: u64,
+        attempt: Attempt,
+    ) -> Result<(), ApplyError> {
+        self.record(Fact::WebhookAttempted { id, attempt })
+    }
+
     /// Whether a file name under `results/` is referenced by a result record.
     pub(crate) fn result_files(&self) -> impl Iterator<Item = &str> + '_ {
-        self.results.values().map(|r| r.file.as_str())
+        self.results.iter().map(|r| r.file.as_str())
     }
 }
 
