@@ -6,8 +6,8 @@
 # Everything on 127.0.0.1: a scan-queue server (in memory, knowing the scanner Wapiti), a
 # small web application with a reflected XSS (the agent's test fixture), a Wapiti scan of it
 # queued through the Tasks API, and one scan agent (examples/wapiti.toml, --once) that runs
-# it. Shows the agent's log and the findings in the report the server stored, then stops
-# everything it started. Needs cargo, python3, curl and wapiti (apt-get install wapiti).
+# it. Shows the agent's log and the findings in the report the server stored (fetched with
+# GET …/tasks/1/result), then stops everything it started. Needs cargo, python3, curl and wapiti (apt-get install wapiti).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -71,8 +71,9 @@ start=$(date +%s.%N)
 "$bin/scan-queue-agent" --config "$demo/agent.toml" --once
 echo "took:    $(python3 -c "print(round($(date +%s.%N) - $start, 1))") s"
 
-report=$(ls "$demo"/server/results/task-1-*)
-python3 - "$report" <<'PY'
+# The report as the server stored it, through the results API.
+curl -sf -H "$auth" "$api/1/result" -o "$demo/report.json"
+python3 - "$demo/report.json" <<'PY'
 import json, sys
 with open(sys.argv[1], "rb") as f:
     data = f.read()

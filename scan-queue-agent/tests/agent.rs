@@ -82,12 +82,9 @@ async fn a_scan_completes_with_its_progress_and_its_report_byte_for_byte() {
     );
     // The stored result is what the scanner wrote, byte for byte, under its file name.
     let written = std::fs::read(&copy).unwrap();
-    let stored_path = s.result_file(id);
-    assert_eq!(std::fs::read(&stored_path).unwrap(), written);
-    assert!(
-        stored_path.to_string_lossy().ends_with("fake-report.bin"),
-        "{stored_path:?}"
-    );
+    let (stored, name) = s.result(id).await;
+    assert_eq!(stored, written);
+    assert_eq!(name, "fake-report.bin");
     let report = String::from_utf8_lossy(&written);
     assert!(
         report.starts_with("fake report for http://127.0.0.1:9/app\n"),
@@ -147,7 +144,7 @@ async fn a_failing_scanner_fails_the_task_with_its_exit_status_and_stderr_tail()
         "{message}"
     );
     assert!(!message.contains("error detail 5\n"), "{message}");
-    assert!(s.server.results_dir().read_dir().unwrap().next().is_none());
+    assert!(!s.has_result(id).await);
     assert_no_secrets(
         &agent.log_text(),
         &[API_KEY, &files.agent_key(), &s.task_key(id)],
@@ -242,10 +239,7 @@ async fn a_silent_scanner_keeps_its_lease_by_heartbeats() {
         .filter(|m| m.contains("still running"))
         .count();
     assert!(heartbeats >= 4, "{history:#?}");
-    assert_eq!(
-        std::fs::read_to_string(s.result_file(id)).unwrap(),
-        "report after a silence of 5 s\n"
-    );
+    assert_eq!(s.result(id).await.0, b"report after a silence of 5 s\n");
     s.stop().await;
 }
 
@@ -307,7 +301,7 @@ async fn the_scan_configuration_reaches_the_scanner_as_a_private_file() {
         "{:#?}",
         s.history(id)
     );
-    assert_eq!(std::fs::read(s.result_file(id)).unwrap(), doc);
+    assert_eq!(s.result(id).await.0, doc);
     assert!(
         s.history(id).iter().any(|m| m == "config mode 600"),
         "{:#?}",
@@ -500,10 +494,7 @@ async fn a_restarted_server_still_gets_the_completion() {
         s.history(id)
     );
     assert_eq!(s.task(id).attempts(), 1);
-    assert_eq!(
-        std::fs::read(s.result_file(id)).unwrap(),
-        std::fs::read(&copy).unwrap()
-    );
+    assert_eq!(s.result(id).await.0, std::fs::read(&copy).unwrap());
     let log = agent.log_text();
     assert!(log.contains("completeTask: will retry"), "{log}");
     assert_no_secrets(&log, &[API_KEY, &files.agent_key(), &s.task_key(id)]);

@@ -136,7 +136,8 @@ env = {{ PYTHONUNBUFFERED = "1" }}
         .collect();
     assert!(!from_wapiti.is_empty(), "{history:#?}");
 
-    let stored = std::fs::read(s.result_file(id)).unwrap();
+    let (stored, name) = s.result(id).await;
+    assert_eq!(name, "wapiti-report.json");
     let report: Value = serde_json::from_slice(&stored).expect("the stored report is JSON");
     for key in ["vulnerabilities", "infos", "classifications", "anomalies"] {
         assert!(report.get(key).is_some(), "no {key} in the report");
@@ -171,6 +172,26 @@ env = {{ PYTHONUNBUFFERED = "1" }}
             .any(|v| v["path"] == "/search" && v["parameter"] == "q"),
         "{xss:#?}"
     );
+    // The server's record of it, from the application's results.
+    let page: Value = s
+        .http
+        .get(format!(
+            "{}/threadfix/rest/latest/applications/1/results",
+            s.origin
+        ))
+        .header("Authorization", format!("APIKEY {API_KEY}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let records = page["object"]["results"].as_array().unwrap();
+    assert_eq!(records.len(), 1, "{page}");
+    assert_eq!(records[0]["taskId"], id);
+    assert_eq!(records[0]["scanner"], "Wapiti");
+    assert_eq!(records[0]["fileName"], "wapiti-report.json");
+    assert_eq!(records[0]["size"], stored.len() as u64);
     let log = agent.log_text();
     assert!(
         !log.contains("Downloading from the web"),

@@ -253,22 +253,44 @@ impl TestServer {
         }
     }
 
-    /// The stored result file of a task: the one file in the results directory whose name
-    /// starts with `task-{id}-`.
-    pub fn result_file(&self, id: u64) -> PathBuf {
-        let prefix = format!("task-{id}-");
-        let found: Vec<PathBuf> = std::fs::read_dir(self.server.results_dir())
+    /// A task's result as the results API serves it (`GET …/tasks/{id}/result`): its bytes
+    /// and the attachment's file name.
+    pub async fn result(&self, id: u64) -> (Vec<u8>, String) {
+        let response = self
+            .http
+            .get(self.url(&format!("{id}/result")))
+            .header("Authorization", format!("APIKEY {API_KEY}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            reqwest::StatusCode::OK,
+            "result of task {id}"
+        );
+        let disposition = response.headers()[reqwest::header::CONTENT_DISPOSITION]
+            .to_str()
             .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with(&prefix)
-            })
-            .collect();
-        assert_eq!(found.len(), 1, "results of task {id}: {found:?}");
-        found.into_iter().next().unwrap()
+            .to_owned();
+        let name = disposition
+            .split("filename=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default()
+            .to_owned();
+        (response.bytes().await.unwrap().to_vec(), name)
+    }
+
+    /// Whether the results API has a result for the task.
+    pub async fn has_result(&self, id: u64) -> bool {
+        let response = self
+            .http
+            .get(self.url(&format!("{id}/result")))
+            .header("Authorization", format!("APIKEY {API_KEY}"))
+            .send()
+            .await
+            .unwrap();
+        response.status() == reqwest::StatusCode::OK
     }
 
     /// The task key of the task's (last) assignment.
