@@ -442,6 +442,41 @@ mod tests {
         assert!(tiny.next_delay() <= Duration::from_millis(10));
     }
 
+    fn config_with_ca(ca: Option<&Path>) -> Config {
+        let mut text = String::from(
+            "server_url = \"https://queue.example\"\napi_key = \"k-0123456789\"\nstate_file = \"s\"\n",
+        );
+        if let Some(ca) = ca {
+            text.push_str(&format!("ca_file = \"{}\"\n", ca.display()));
+        }
+        text.push_str("[scanners.\"X\"]\ncommand = [\"x\"]\n");
+        Config::parse(&text, |_| None).unwrap()
+    }
+
+    #[test]
+    fn a_ca_file_is_loaded_and_a_bad_one_refused() {
+        // A self-signed test CA (certificate only; its key was thrown away).
+        let ca = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/test-ca.pem");
+        let client = Client::new(&config_with_ca(Some(&ca))).unwrap();
+        assert_eq!(
+            client.url("requestTask"),
+            "https://queue.example/threadfix/rest/latest/tasks/requestTask"
+        );
+        assert!(!format!("{client:?}").contains("k-0123456789"));
+        assert!(Client::new(&config_with_ca(None)).is_ok());
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let e = Client::new(&config_with_ca(Some(&empty))).unwrap_err();
+        assert!(e.contains("no certificate") || e.contains("ca_file"), "{e}");
+        let missing = dir.path().join("missing.pem");
+        assert!(
+            Client::new(&config_with_ca(Some(&missing)))
+                .unwrap_err()
+                .contains("cannot read")
+        );
+    }
+
     #[test]
     fn assignment_decodes_threadfix_json_and_hides_the_key() {
         let json = r#"{"taskId": 1, "taskType": "OWASP Zed Attack Proxy",
