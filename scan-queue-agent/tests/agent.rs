@@ -603,6 +603,39 @@ async fn a_server_with_a_smaller_message_bound_still_gets_progress_and_the_failu
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_server_is_trusted_through_the_ca_file() {
+    let data = tempfile::tempdir().unwrap();
+    let s = TestServer::start(data.path(), &ServerOptions::default()).await;
+    let (https, accepted, front) = tls_front(format!("127.0.0.1:{}", s.port)).await;
+    let id = s.queue_scan("Fake Scanner", "http://127.0.0.1:9/").await;
+    let files = AgentFiles::with_url(
+        &https,
+        &format!(
+            "{FAST}\nca_file = {}\n{}",
+            toml_str(&fixture("test-ca.pem")),
+            scanner(
+                "Fake Scanner",
+                &[&fixture("silent.sh"), "{output}", "0.1"],
+                ""
+            )
+        ),
+    );
+    let mut agent = files.spawn(&["--once"]);
+    assert_eq!(agent.wait().await, 0, "{}", agent.log_text());
+    assert_eq!(
+        s.status(id),
+        TaskStatus::CompleteSuccessful,
+        "{:#?}",
+        s.history(id)
+    );
+    assert_eq!(s.result(id).await.0, b"report after a silence of 0.1 s\n");
+    assert!(accepted.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    assert!(!agent.log_text().contains("plain HTTP"));
+    front.abort();
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_api_key_stops_the_agent_without_showing_either_key() {
     let data = tempfile::tempdir().unwrap();
     let s = TestServer::start(data.path(), &ServerOptions::default()).await;

@@ -362,11 +362,16 @@ impl AgentFiles {
     /// `SCAN_QUEUE_TEST_API_KEY`, short intervals, then `rest` (more settings and the
     /// `[scanners."…"]` tables).
     pub fn new(server: &TestServer, rest: &str) -> AgentFiles {
+        AgentFiles::with_url(&server.origin, rest)
+    }
+
+    /// [`AgentFiles::new`] for a server at `url` (e.g. a TLS front).
+    pub fn with_url(url: &str, rest: &str) -> AgentFiles {
         let dir = tempfile::tempdir().unwrap();
         let work = dir.path().join("work");
         let text = format!(
             "server_url = {}\napi_key_env = \"SCAN_QUEUE_TEST_API_KEY\"\nstate_file = {}\nwork_dir = {}\nname = \"test-agent\"\n{rest}\n",
-            toml_quote(&server.origin),
+            toml_quote(url),
             toml_quote(&dir.path().join("state/agent.toml").display().to_string()),
             toml_quote(&work.display().to_string()),
         );
@@ -500,4 +505,54 @@ pub async fn wait_gone(pid: i32) -> bool {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     false
+}
+
+/// A TLS front on 127.0.0.1 for `backend` (`host:port`), with the test certificate for
+/// 127.0.0.1 (`fixtures/test-server.pem`, issued by `fixtures/test-ca.pem`): its
+/// `https://` origin, the number of TLS connections it accepted, and the task serving it.
+pub async fn tls_front(
+    backend: String,
+) -> (
+    String,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = vec![CertificateDer::from_pem_file(fixture("test-server.pem")).unwrap()];
+    let key = PrivateKeyDer::from_pem_file(fixture("test-server.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("https://{}", listener.local_addr().unwrap());
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = std::sync::Arc::clone(&accepted);
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            let backend = backend.clone();
+            let count = std::sync::Arc::clone(&count);
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if let Ok(mut plain) = tokio::net::TcpStream::connect(&backend).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                }
+            });
+        }
+    });
+    (origin, accepted, task)
 }
