@@ -636,6 +636,91 @@ async fn an_https_server_is_trusted_through_the_ca_file() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_whose_answer_is_lost_is_retried_and_counted_once() {
+    let data = tempfile::tempdir().unwrap();
+    let s = TestServer::start(data.path(), &ServerOptions::default()).await;
+    let (origin, lost, front) = lossy_front(format!("127.0.0.1:{}", s.port)).await;
+    let id = s.queue_scan("Fake Scanner", "http://127.0.0.1:9/").await;
+    let files = AgentFiles::with_url(
+        &origin,
+        &format!(
+            "{FAST}\n{}",
+            scanner(
+                "Fake Scanner",
+                &[&fixture("silent.sh"), "{output}", "0.1"],
+                ""
+            )
+        ),
+    );
+    let mut agent = files.spawn(&["--once"]);
+    assert_eq!(agent.wait().await, 0, "{}", agent.log_text());
+    // The first completeTask reached the server, its answer did not reach the agent.
+    assert_eq!(lost.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let log = agent.log_text();
+    assert!(log.contains("completeTask: will retry"), "{log}");
+    assert!(log.contains("task completed"), "{log}");
+    // The repeat was answered as the first: one completion, one result.
+    assert_eq!(s.status(id), TaskStatus::CompleteSuccessful);
+    let history = s.history(id);
+    let completions = history
+        .iter()
+        .filter(|m| m.starts_with("Scan completed"))
+        .count();
+    assert_eq!(completions, 1, "{history:#?}");
+    let page: serde_json::Value = s
+        .http
+        .get(format!(
+            "{}/threadfix/rest/latest/applications/1/results",
+            s.origin
+        ))
+        .header("Authorization", format!("APIKEY {API_KEY}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        page["object"]["results"].as_array().unwrap().len(),
+        1,
+        "{page}"
+    );
+    assert_eq!(s.result(id).await.0, b"report after a silence of 0.1 s\n");
+    front.abort();
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_without_the_target_its_command_needs_fails_with_that_reason() {
+    let data = tempfile::tempdir().unwrap();
+    let s = TestServer::start(data.path(), &ServerOptions::default()).await;
+    let r = s
+        .form(
+            "queueScan",
+            &[("applicationId", "1"), ("scannerType", "Fake Scanner")],
+        )
+        .await;
+    let id = r["object"]["id"].as_u64().unwrap();
+    let files = AgentFiles::new(
+        &s,
+        &format!(
+            "{FAST}\n{}",
+            scanner(
+                "Fake Scanner",
+                &[&fixture("silent.sh"), "{output}", "{target_url}"],
+                ""
+            )
+        ),
+    );
+    let mut agent = files.spawn(&["--once"]);
+    assert_eq!(agent.wait().await, 0, "{}", agent.log_text());
+    assert_eq!(s.status(id), TaskStatus::CompleteFailed);
+    let message = s.task(id).failure_message().unwrap();
+    assert!(message.contains("the task has no target URL"), "{message}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_api_key_stops_the_agent_without_showing_either_key() {
     let data = tempfile::tempdir().unwrap();
     let s = TestServer::start(data.path(), &ServerOptions::default()).await;

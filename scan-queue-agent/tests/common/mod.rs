@@ -556,3 +556,73 @@ pub async fn tls_front(
     });
     (origin, accepted, task)
 }
+
+/// A plain TCP front on 127.0.0.1 for `backend` that loses the answer to the first
+/// `completeTask`: the request reaches the server whole, and when the server answers, the
+/// connection is closed instead. Its `http://` origin, the number of answers it lost, and the
+/// task serving it.
+pub async fn lossy_front(
+    backend: String,
+) -> (
+    String,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let lost = Arc::new(AtomicUsize::new(0));
+    let armed = Arc::new(AtomicBool::new(true));
+    let count = Arc::clone(&lost);
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((client, _)) = listener.accept().await else {
+                return;
+            };
+            let Ok(server) = tokio::net::TcpStream::connect(&backend).await else {
+                continue;
+            };
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            let drop_answer = Arc::new(AtomicBool::new(false));
+            let (armed, marked) = (Arc::clone(&armed), Arc::clone(&drop_answer));
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                while let Ok(n) = client_read.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    let chunk = &buf[..n];
+                    if chunk.windows(13).any(|w| w == b"/completeTask")
+                        && armed.swap(false, Ordering::SeqCst)
+                    {
+                        marked.store(true, Ordering::SeqCst);
+                    }
+                    if server_write.write_all(chunk).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let count = Arc::clone(&count);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                while let Ok(n) = server_read.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    if drop_answer.load(Ordering::SeqCst) {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        break;
+                    }
+                    if client_write.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = client_write.shutdown().await;
+            });
+        }
+    });
+    (origin, lost, task)
+}
