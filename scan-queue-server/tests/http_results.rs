@@ -249,16 +249,7 @@ async fn retention_deletes_records_and_files() {
     wait_for(|| files(&s) == 0).await;
     let r = get(&s, &api(&s, &format!("tasks/{other}/result"))).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let metrics = s
-        .http
-        .get(format!("{}/metrics", s.origin))
-        .header("Authorization", format!("APIKEY {API_KEY}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics_text().await;
     assert!(metrics.contains("scan_queue_results 0"), "{metrics}");
     s.stop().await;
 }
@@ -274,16 +265,7 @@ async fn a_result_goes_with_its_evicted_task() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let r = get(&s, &api(&s, &format!("tasks/{second}/result"))).await;
     assert_eq!(r.bytes().await.unwrap().as_ref(), b"<bb/>");
-    let metrics = s
-        .http
-        .get(format!("{}/metrics", s.origin))
-        .header("Authorization", format!("APIKEY {API_KEY}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics_text().await;
     assert!(metrics.contains("scan_queue_results 1"), "{metrics}");
     assert!(metrics.contains("scan_queue_result_bytes 5"), "{metrics}");
     s.stop().await;

@@ -126,16 +126,7 @@ async fn wait_for_metric(s: &TestServer, name: &str, value: f64) {
 }
 
 async fn metric(s: &TestServer, name: &str) -> f64 {
-    let text = s
-        .http
-        .get(format!("{}/metrics", s.origin))
-        .header("Authorization", format!("APIKEY {API_KEY}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics_text().await;
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
         .unwrap_or_else(|| panic!("no {name} in {text}"))
