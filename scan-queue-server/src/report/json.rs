@@ -188,7 +188,8 @@ impl<'de> Visitor<'de> for TopSeed<'_> {
                     top.zap_sites |= map.next_value_seed(Each(Site(&mut top.zap)))?;
                 }
                 Key::Vulnerabilities => {
-                    top.wapiti_vulnerabilities |= map.next_value_seed(Categories(&mut top.wapiti))?;
+                    top.wapiti_vulnerabilities |=
+                        map.next_value_seed(Categories(&mut top.wapiti))?;
                 }
                 Key::Infos => {
                     top.wapiti_other = true;

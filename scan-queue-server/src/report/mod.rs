@@ -6,8 +6,8 @@
 //! is cut to 64 bytes. Memory is bounded whatever the file's size: a single token (an XML tag,
 //! text run or CDATA section, or a JSON string) longer than [`MAX_TOKEN_BYTES`], XML nested
 //! deeper than [`MAX_XML_DEPTH`] elements, or an element name longer than
-//! [`MAX_XML_NAME_BYTES`] stops the inspection (and is refused unless the check is
-//! [`ResultCheck::None`]); JSON nesting is bounded by `serde_json`'s own recursion limit (128).
+//! [`MAX_XML_NAME_BYTES`], or JSON nested deeper than [`MAX_JSON_DEPTH`] stops the inspection
+//! (and is refused unless the check is [`ResultCheck::None`]).
 //! It never panics, whatever the bytes.
 //!
 //! # Formats
@@ -85,6 +85,10 @@ pub const MAX_TOKEN_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The deepest XML nesting inspected (256 elements); real reports nest fewer than 20.
 pub const MAX_XML_DEPTH: usize = 256;
+
+/// The deepest JSON nesting inspected (64 arrays or objects); real reports nest fewer than 8.
+/// (`serde_json` skips ignored values without recursing, but keeps a byte per level.)
+pub const MAX_JSON_DEPTH: u32 = 64;
 
 /// The longest XML element name inspected (1024 bytes).
 pub const MAX_XML_NAME_BYTES: usize = 1024;
@@ -493,12 +497,21 @@ fn mismatch(expected: &[ReportKind], parsed: &Parsed) -> String {
             format!("its root element is <{root}>, not {}", roots.join(" or "))
         }
         Format::Xml { root: None } => "it has no root element".to_owned(),
-        Format::Json if json_too => format!("it is JSON without the top-level keys of {scanner}'s JSON report"),
-        Format::Json => format!("it is JSON, and {scanner} reports are XML ({})", roots.join(" or ")),
+        Format::Json if json_too => {
+            format!("it is JSON without the top-level keys of {scanner}'s JSON report")
+        }
+        Format::Json => format!(
+            "it is JSON, and {scanner} reports are XML ({})",
+            roots.join(" or ")
+        ),
         Format::Other => "it is neither XML nor JSON".to_owned(),
     };
     let hint = match parsed.report {
-        Some(other) => format!(" ({} {} report?)", article(other.scanner_name()), other.scanner_name()),
+        Some(other) => format!(
+            " ({} {} report?)",
+            article(other.scanner_name()),
+            other.scanner_name()
+        ),
         None => String::new(),
     };
     format!(
@@ -668,6 +681,8 @@ enum Sniff {
 enum Stop {
     /// A token longer than [`MAX_TOKEN_BYTES`] starting at this byte.
     TooLong(u64),
+    /// JSON nested deeper than [`MAX_JSON_DEPTH`] at this byte.
+    TooDeep(u64),
     /// The underlying reader failed.
     Read(io::ErrorKind, String),
 }
@@ -678,6 +693,7 @@ struct JsonScan {
     in_string: bool,
     escaped: bool,
     start: u64,
+    depth: u32,
 }
 
 /// The reader between the file and a parser: counts bytes, bounds tokens, and records a read
@@ -770,6 +786,7 @@ impl<R: BufRead> Guard<R> {
     fn fail(&mut self, stop: Stop) -> io::Error {
         let message = match &stop {
             Stop::TooLong(_) => "token too long".to_owned(),
+            Stop::TooDeep(_) => "nested too deep".to_owned(),
             Stop::Read(_, message) => message.clone(),
         };
         if self.stop.is_none() {
@@ -793,6 +810,10 @@ impl<R: BufRead> Guard<R> {
                 "The result file is not inspected: it has a tag, text or string longer than \
                  {} MiB at byte {at}.",
                 MAX_TOKEN_BYTES / (1024 * 1024)
+            )),
+            Some(Stop::TooDeep(at)) => Some(format!(
+                "The result file is not inspected: its values nest deeper than {MAX_JSON_DEPTH} \
+                 levels at byte {at}."
             )),
             _ => None,
         }
@@ -830,7 +851,8 @@ impl<R: BufRead> BufRead for Guard<R> {
 }
 
 impl<R: BufRead> Read for Guard<R> {
-    /// For `serde_json`: passes bytes on, bounding each JSON string to [`MAX_TOKEN_BYTES`].
+    /// For `serde_json`: passes bytes on, bounding each JSON string to [`MAX_TOKEN_BYTES`] and
+    /// the nesting to [`MAX_JSON_DEPTH`].
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         let available = self.fill_buf()?;
         let n = available.len().min(out.len());
@@ -852,9 +874,22 @@ impl<R: BufRead> Read for Guard<R> {
                     self.json = scan;
                     return Err(self.fail(Stop::TooLong(scan.start)));
                 }
-            } else if b == b'"' {
-                scan.in_string = true;
-                scan.start = at;
+            } else {
+                match b {
+                    b'"' => {
+                        scan.in_string = true;
+                        scan.start = at;
+                    }
+                    b'[' | b'{' => {
+                        scan.depth += 1;
+                        if scan.depth > MAX_JSON_DEPTH {
+                            self.json = scan;
+                            return Err(self.fail(Stop::TooDeep(at)));
+                        }
+                    }
+                    b']' | b'}' => scan.depth = scan.depth.saturating_sub(1),
+                    _ => {}
+                }
             }
         }
         self.json = scan;

@@ -20,13 +20,25 @@ struct Spec {
 
 fn spec(kind: ReportKind) -> Spec {
     let (item, severity): (&'static [&'static str], &'static str) = match kind {
-        ReportKind::ZapXml => (&["OWASPZAPReport", "site", "alerts", "alertitem"], "riskcode"),
+        ReportKind::ZapXml => (
+            &["OWASPZAPReport", "site", "alerts", "alertitem"],
+            "riskcode",
+        ),
         ReportKind::BurpXml => (&["issues", "issue"], "severity"),
         ReportKind::AppScanXml => (&["xml-report", "issue-group", "item"], "severity"),
-        ReportKind::AcunetixXml => (&["ScanGroup", "Scan", "ReportItems", "ReportItem"], "Severity"),
+        ReportKind::AcunetixXml => (
+            &["ScanGroup", "Scan", "ReportItems", "ReportItem"],
+            "Severity",
+        ),
         ReportKind::WebInspectXml => (&["Sessions", "Session", "Issues", "Issue"], "Severity"),
         ReportKind::WapitiXml => (
-            &["report", "vulnerabilities", "vulnerability", "entries", "entry"],
+            &[
+                "report",
+                "vulnerabilities",
+                "vulnerability",
+                "entries",
+                "entry",
+            ],
             "level",
         ),
         ReportKind::AppSpiderXml => (&["VulnSummary", "VulnList", "Vuln"], "AttackScore"),
@@ -80,10 +92,7 @@ impl Counter {
             if self.matched == item.len() {
                 self.severity.clear();
             }
-        } else if self.matched == item.len()
-            && depth == item.len()
-            && name == self.spec.severity
-        {
+        } else if self.matched == item.len() && depth == item.len() && name == self.spec.severity {
             self.in_severity = true;
             self.severity.clear();
         }
@@ -178,16 +187,19 @@ pub(super) fn parse<R: BufRead>(
         // A token's bytes are bounded from here.
         let at = reader.get_mut().consumed;
         reader.get_mut().mark = at;
+        // (Tests read the peak capacity, after each event.)
+        #[cfg(test)]
+        tests_support::note_capacity(buf.capacity());
         buf.clear();
         if buf.capacity() > 256 * 1024 {
             // Do not keep a large token's buffer for the rest of the file.
             buf.shrink_to(8 * 1024);
         }
-        #[cfg(test)]
-        tests_support::note_capacity(buf.capacity());
         let event = match reader.read_event_into(&mut buf) {
             Ok(event) => event,
             Err(e) => {
+                #[cfg(test)]
+                tests_support::note_capacity(buf.capacity());
                 if let Some(read) = reader.get_ref_guard().read_error() {
                     return Err(InspectError::Read(read));
                 }
@@ -200,9 +212,8 @@ pub(super) fn parse<R: BufRead>(
                 );
             }
         };
-        #[cfg(test)]
-        tests_support::note_capacity(buf.capacity());
-        let ill = |what: String| format!("The result file is not well-formed XML: {what} at byte {at}.");
+        let ill =
+            |what: String| format!("The result file is not well-formed XML: {what} at byte {at}.");
         match event {
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let empty = matches!(event, Event::Empty(_));
@@ -220,12 +231,15 @@ pub(super) fn parse<R: BufRead>(
                     );
                 }
                 if let Some(Err(e)) = e.attributes().find(Result::is_err) {
-                    break ill(format!("error while parsing attribute: {e}"));
+                    // Its positions count from the tag's name.
+                    break ill(format!("a bad attribute in a tag ({e})"));
                 }
                 if depth == 0 {
                     let shown = || {
                         name.as_ref()
-                            .chars().take(MAX_ROOT_NAME).collect::<String>()
+                            .chars()
+                            .take(MAX_ROOT_NAME)
+                            .collect::<String>()
                     };
                     if root_closed {
                         break ill(format!("a second root element <{}>", shown()));
@@ -296,10 +310,7 @@ pub(super) fn parse<R: BufRead>(
                     match r.resolve_char_ref() {
                         Ok(Some(c)) => c.encode_utf8(&mut utf8).as_bytes(),
                         Ok(None) | Err(_) => {
-                            break ill(format!(
-                                "an invalid character reference &{};",
-                                &**r
-                            ));
+                            break ill(format!("an invalid character reference &{};", &**r));
                         }
                     }
                 } else if let Some(text) = predefined(r) {
@@ -308,10 +319,7 @@ pub(super) fn parse<R: BufRead>(
                     // Declared, perhaps, in the document type's internal subset.
                     b""
                 } else {
-                    break ill(format!(
-                        "an undeclared entity &{};",
-                        &**r
-                    ));
+                    break ill(format!("an undeclared entity &{};", &**r));
                 };
                 if let Some(c) = &mut counter {
                     c.text(text);
