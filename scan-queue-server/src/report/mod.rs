@@ -437,10 +437,8 @@ pub fn inspect(
             guard.magic_hint()
         )),
     };
-    if let Some(problem) = &parsed.problem {
-        if check != ResultCheck::None {
-            return Err(InspectError::Refused(problem.clone()));
-        }
+    if let (Some(problem), true) = (&parsed.problem, check != ResultCheck::None) {
+        return Err(InspectError::Refused(problem.clone()));
     }
     if !expected.is_empty() && !parsed.report.is_some_and(|k| expected.contains(&k)) {
         return Err(InspectError::Refused(mismatch(expected, &parsed)));

@@ -141,10 +141,8 @@ impl Counter {
         if self.in_severity {
             self.severity.push(bytes);
         }
-        if self.in_version {
-            if let Some(version) = &mut self.version {
-                version.push(bytes);
-            }
+        if let (true, Some(version)) = (self.in_version, &mut self.version) {
+            version.push(bytes);
         }
     }
 
