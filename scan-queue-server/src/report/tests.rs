@@ -770,3 +770,39 @@ fn no_panic_on_truncated_or_mutated_fixtures() {
         }
     }
 }
+
+#[test]
+fn xml_is_utf8_with_its_declaration_first() {
+    assert_eq!(
+        refusal(
+            b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><a>caf\xE9</a>",
+            "nessus",
+            ResultCheck::Wellformed
+        ),
+        "The result file is not well-formed XML: its text is not UTF-8, the only encoding \
+         inspected (cannot decode input using UTF-8: incomplete utf-8 byte sequence from index \
+         3) at byte 46."
+    );
+    assert!(run(b"<a>caf\xC3\xA9</a>", "nessus", ResultCheck::Wellformed).is_ok());
+    for late in [
+        &b"<a/><?xml version=\"1.0\"?>"[..],
+        b"<!-- c --><?xml version=\"1.0\"?><a/>",
+    ] {
+        let reason = refusal(late, "nessus", ResultCheck::Wellformed);
+        assert!(
+            reason.starts_with(
+                "The result file is not well-formed XML: an XML declaration not at the start at byte "
+            ),
+            "{reason}"
+        );
+    }
+    // After a byte order mark and whitespace, the declaration is still first.
+    assert!(
+        run(
+            b"\xEF\xBB\xBF\n<?xml version=\"1.0\"?><a/>",
+            "nessus",
+            ResultCheck::Wellformed
+        )
+        .is_ok()
+    );
+}

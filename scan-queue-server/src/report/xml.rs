@@ -204,9 +204,16 @@ pub(super) fn parse<R: BufRead>(
                 if let Some(limit) = reader.get_ref_guard().limit_problem() {
                     break limit;
                 }
+                // The error's position, or the event's start when the error has none.
+                let position = (base + reader.error_position()).max(at);
+                let what = match e {
+                    quick_xml::Error::Encoding(_) => {
+                        format!("its text is not UTF-8, the only encoding inspected ({e})")
+                    }
+                    _ => e.to_string(),
+                };
                 break format!(
-                    "The result file is not well-formed XML: {e} at byte {}.",
-                    base + reader.error_position()
+                    "The result file is not well-formed XML: {what} at byte {position}."
                 );
             }
         };
@@ -329,7 +336,12 @@ pub(super) fn parse<R: BufRead>(
                 }
                 has_doctype = true;
             }
-            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
+            Event::Decl(_) => {
+                if at != base {
+                    break ill("an XML declaration not at the start".to_owned());
+                }
+            }
+            Event::PI(_) | Event::Comment(_) => {}
             Event::Eof => {
                 if depth > 0 {
                     let root = root.as_deref().unwrap_or("");
