@@ -29,7 +29,8 @@
 //! | `AppSpiderXml` | `appspider` | root `<VulnSummary>` | `VulnList/Vuln` | `AttackScore` 4-High, 3-Medium, 2-Low, 1-Informational, 0-Safe |
 //!
 //! Each finding counts once, as the scanner lists it: DefectDojo merges some of them (Burp issues
-//! of one type, Wapiti entries with one description), these counts do not.
+//! of one type, Wapiti entries with one description), these counts do not. Wapiti's `anomalies`
+//! and `additionals` are not findings (DefectDojo's Wapiti parser reads `vulnerabilities` only).
 //!
 //! # Severities
 //!
@@ -50,7 +51,8 @@
 //!   (every element closed, names matched, one root, attributes well-formed, only whitespace,
 //!   comments and processing instructions outside the root, no undeclared entity) or
 //!   well-formed JSON (one value). The first non-whitespace byte tells which (`<`, or `{`/`[`);
-//!   a UTF-8 byte order mark is allowed, UTF-16 is not.
+//!   a UTF-8 byte order mark is allowed. XML must be UTF-8 (a declared single-byte encoding
+//!   passes while the text is ASCII); UTF-16 files are refused.
 //! - [`ResultCheck::Scanner`]: also, for the scanners above, the report must be of one of its
 //!   scanner's kinds. Other scanners get the `wellformed` check.
 //!
@@ -402,17 +404,21 @@ impl std::error::Error for InspectError {
 /// `reader` once to its end (or to the first fault, or to a wrong root element under
 /// [`ResultCheck::Scanner`]).
 ///
-/// `Err(InspectError::Refused(reason))` when the file fails the check; the reasons:
+/// `Err(InspectError::Refused(reason))` when the file fails the check (never under
+/// [`ResultCheck::None`]); the reasons, one sentence each:
 /// - `The result file is empty.` / `The result file holds only whitespace.`
 /// - `The result file is neither XML nor JSON: its first byte is 0x89 (a PNG image?).`
 /// - `The result file is UTF-16 text; only UTF-8 XML or JSON is inspected.`
 /// - `The result file is not well-formed XML: <what> at byte N.`
 /// - `The result file is not well-formed JSON: <what> at line L column C.`
-/// - `The result file is not inspected: <a limit> at byte N.`
+/// - `The result file is not inspected: <over which limit> at byte N.`
 /// - `The result file is not an OWASP Zed Attack Proxy report: its root element is <issues>,
-///   not <OWASPZAPReport> (a Burp Suite Pro report?).` (and the like for JSON)
+///   not <OWASPZAPReport> (a Burp Suite Pro report?).`, or for JSON `... it is JSON, and Burp
+///   Suite Pro reports are XML (<issues>) ...` / `... it is JSON without the top-level keys of
+///   Wapiti's JSON report ...`
 ///
-/// `Err(InspectError::Read(_))` when `reader` fails: that is no fault of the file.
+/// `Err(InspectError::Read(_))` when `reader` fails, under every check: that is no fault of the
+/// file (the server's disk, not the agent), so it is kept apart from refusals.
 pub fn inspect(
     reader: impl BufRead,
     scanner_short_name: &str,
