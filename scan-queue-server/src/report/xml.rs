@@ -198,10 +198,10 @@ pub(super) fn parse<R: BufRead>(
             Err(e) => {
                 #[cfg(test)]
                 tests_support::note_capacity(buf.capacity());
-                if let Some(read) = reader.get_ref_guard().read_error() {
+                if let Some(read) = reader.get_ref().read_error() {
                     return Err(InspectError::Read(read));
                 }
-                if let Some(limit) = reader.get_ref_guard().limit_problem() {
+                if let Some(limit) = reader.get_ref().limit_problem() {
                     break limit;
                 }
                 // The error's position, or the event's start when the error has none.
@@ -370,17 +370,6 @@ pub(super) fn parse<R: BufRead>(
         findings: None,
         problem: Some(problem),
     })
-}
-
-/// `Reader<&mut Guard<R>>` gives its guard back by reference.
-trait GuardRef<R> {
-    fn get_ref_guard(&self) -> &Guard<R>;
-}
-
-impl<R: BufRead> GuardRef<R> for Reader<&mut Guard<R>> {
-    fn get_ref_guard(&self) -> &Guard<R> {
-        self.get_ref()
-    }
 }
 
 #[cfg(test)]
