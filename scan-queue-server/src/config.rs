@@ -1,6 +1,7 @@
 //! What a server is configured with, and the checks it must pass before the server starts.
 
 use crate::auth::ApiKey;
+use crate::report::ResultCheck;
 use crate::scanners::Scanners;
 use crate::state::Retention;
 use crate::storage::journal::Durability;
@@ -27,6 +28,8 @@ pub struct ServerConfig {
     /// The largest scan configuration document `setTaskConfig` accepts, in bytes (at most
     /// [`MAX_CONFIG_BYTES_LIMIT`](Self::MAX_CONFIG_BYTES_LIMIT)).
     pub max_config_bytes: usize,
+    /// How result files are checked at completion (by default: well-formed XML or JSON).
+    pub result_check: ResultCheck,
     /// How long results are kept (by default until their task is evicted).
     pub retention: Retention,
     /// Where terminal transitions are pushed (by default nowhere).
@@ -52,6 +55,7 @@ impl ServerConfig {
             scanners: Scanners::default(),
             max_upload_bytes: Self::DEFAULT_MAX_UPLOAD_BYTES,
             max_config_bytes: Self::DEFAULT_MAX_CONFIG_BYTES,
+            result_check: ResultCheck::default(),
             retention: Retention::default(),
             webhooks: Webhooks::default(),
         }

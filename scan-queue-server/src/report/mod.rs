@@ -152,7 +152,9 @@ impl fmt::Display for ResultCheck {
 
 /// Findings counted per severity. Critical findings count as `high`; a missing or unknown
 /// severity counts as `informational`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Findings {
     /// High and critical.
     pub high: u64,
