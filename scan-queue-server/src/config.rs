@@ -86,3 +86,23 @@ impl ServerConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configurations_that_break_a_promise_are_refused() {
+        let ok = ServerConfig::new(ApiKey::generate(), "/nonexistent");
+        assert_eq!(ok.check(), Ok(()));
+        let mut silent = ok.clone();
+        silent.queue.record_events = false;
+        assert!(silent.check().unwrap_err().contains("record_events"));
+        let mut huge = ok.clone();
+        huge.max_config_bytes = ServerConfig::MAX_CONFIG_BYTES_LIMIT + 1;
+        assert!(huge.check().unwrap_err().contains("max_config_bytes"));
+        let mut unsigned = ok;
+        unsigned.webhooks.receivers = vec![crate::Webhook::new("http://127.0.0.1:9/").unwrap()];
+        assert!(unsigned.check().unwrap_err().contains("secret"));
+    }
+}
