@@ -57,7 +57,7 @@ impl LocalStore {
                 state,
             ));
         };
-        fs::private_dir(root)?;
+        fs::data_root(root)?;
         let dir = root.join("journal");
         fs::private_dir(&dir)?;
         let lock = journal::lock(&dir)?;
