@@ -71,9 +71,10 @@ start=$(date +%s.%N)
 "$bin/scan-queue-agent" --config "$demo/agent.toml" --once
 echo "took:    $(python3 -c "print(round($(date +%s.%N) - $start, 1))") s"
 
-# The report as the server stored it, through the results API.
+# The report as the server stored it, and its record, through the results API.
 curl -sf -H "$auth" "$api/1/result" -o "$demo/report.json"
-python3 - "$demo/report.json" <<'PY'
+curl -sf -H "$auth" "${api%/tasks}/applications/1/results" -o "$demo/results.json"
+python3 - "$demo/report.json" "$demo/results.json" <<'PY'
 import json, sys
 with open(sys.argv[1], "rb") as f:
     data = f.read()
@@ -82,4 +83,7 @@ print(f"report:  {len(data)} bytes of Wapiti JSON ({report['infos']['version']},
 for category, items in report["vulnerabilities"].items():
     for item in items:
         print(f"finding: {category}: {item['info']}")
+with open(sys.argv[2]) as f:
+    record = json.load(f)["object"]["results"][0]
+print(f"server:  result of task {record['taskId']}: {record['report']}, findings {record['findings']}")
 PY

@@ -721,6 +721,43 @@ async fn a_task_without_the_target_its_command_needs_fails_with_that_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_the_server_refuses_ends_the_task_with_the_servers_reason() {
+    let data = tempfile::tempdir().unwrap();
+    let options = ServerOptions {
+        result_check: scan_queue_server::report::ResultCheck::Wellformed,
+        ..ServerOptions::default()
+    };
+    let s = TestServer::start(data.path(), &options).await;
+    let id = s.queue_scan("Fake Scanner", "http://127.0.0.1:9/").await;
+    // A plain-text "report": neither XML nor JSON.
+    let files = AgentFiles::new(
+        &s,
+        &format!(
+            "{FAST}\n{}",
+            scanner(
+                "Fake Scanner",
+                &[&fixture("silent.sh"), "{output}", "0.1"],
+                ""
+            )
+        ),
+    );
+    let mut agent = files.spawn(&["--once"]);
+    assert_eq!(agent.wait().await, 0, "{}", agent.log_text());
+    assert_eq!(
+        s.status(id),
+        TaskStatus::CompleteFailed,
+        "{:#?}",
+        s.history(id)
+    );
+    let log = agent.log_text();
+    assert!(log.contains("the server refused the report"), "{log}");
+    // Refused once, not retried: the task was decided.
+    assert!(!log.contains("completeTask: will retry"), "{log}");
+    assert!(!s.has_result(id).await);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_api_key_stops_the_agent_without_showing_either_key() {
     let data = tempfile::tempdir().unwrap();
     let s = TestServer::start(data.path(), &ServerOptions::default()).await;

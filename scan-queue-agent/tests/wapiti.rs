@@ -53,8 +53,10 @@ async fn wapiti_scans_a_local_web_application_and_its_json_report_is_stored() {
     let target = format!("http://127.0.0.1:{port}/");
 
     let data = tempfile::tempdir().unwrap();
+    // The strictest inspection: the upload must be a Wapiti report.
     let options = ServerOptions {
         scanners: vec!["Wapiti"],
+        result_check: scan_queue_server::report::ResultCheck::Scanner,
         ..ServerOptions::default()
     };
     let s = TestServer::start(data.path(), &options).await;
@@ -192,6 +194,31 @@ env = {{ PYTHONUNBUFFERED = "1" }}
     assert_eq!(records[0]["scanner"], "Wapiti");
     assert_eq!(records[0]["fileName"], "wapiti-report.json");
     assert_eq!(records[0]["size"], stored.len() as u64);
+    // The server recognised the report and summarised its findings: the same counts as the
+    // report's own entries by level (Wapiti 3.0.4 and later: 4 critical and 3 high count as
+    // high, 2 medium, 1 low, anything else informational).
+    assert_eq!(records[0]["report"], "wapiti-json", "{page}");
+    let mut expected = [0u64; 4]; // high, medium, low, informational
+    for entries in report["vulnerabilities"].as_object().unwrap().values() {
+        for entry in entries.as_array().unwrap() {
+            let level = match &entry["level"] {
+                Value::Number(n) => n.as_u64(),
+                Value::String(s) => s.parse().ok(),
+                _ => None,
+            };
+            let bucket = match level {
+                Some(3 | 4) => 0,
+                Some(2) => 1,
+                Some(1) => 2,
+                _ => 3,
+            };
+            expected[bucket] += 1;
+        }
+    }
+    let findings = &records[0]["findings"];
+    let counted = ["high", "medium", "low", "informational"].map(|k| findings[k].as_u64().unwrap());
+    assert_eq!(counted, expected, "{page}");
+    eprintln!("the server's findings summary of the report: {findings}");
     let log = agent.log_text();
     assert!(
         !log.contains("Downloading from the web"),

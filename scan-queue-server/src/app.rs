@@ -40,6 +40,8 @@ pub(crate) struct App {
     pub(crate) api_key: ApiKey,
     pub(crate) scanners: Scanners,
     pub(crate) limits: Limits,
+    /// How result files are checked at completion.
+    pub(crate) result_check: crate::report::ResultCheck,
     /// How long results are kept.
     pub(crate) retention: Retention,
     /// Where terminal transitions are pushed.
@@ -100,6 +102,7 @@ impl App {
             api_key: config.api_key,
             scanners: config.scanners,
             limits,
+            result_check: config.result_check,
             retention: config.retention,
             webhooks: config.webhooks,
             webhook_wake: Notify::new(),

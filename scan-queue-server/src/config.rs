@@ -1,6 +1,7 @@
 //! What a server is configured with, and the checks it must pass before the server starts.
 
 use crate::auth::ApiKey;
+use crate::report::ResultCheck;
 use crate::scanners::Scanners;
 use crate::state::Retention;
 use crate::storage::journal::Durability;
@@ -27,6 +28,8 @@ pub struct ServerConfig {
     /// The largest scan configuration document `setTaskConfig` accepts, in bytes (at most
     /// [`MAX_CONFIG_BYTES_LIMIT`](Self::MAX_CONFIG_BYTES_LIMIT)).
     pub max_config_bytes: usize,
+    /// How result files are checked at completion (by default: well-formed XML or JSON).
+    pub result_check: ResultCheck,
     /// How long results are kept (by default until their task is evicted).
     pub retention: Retention,
     /// Where terminal transitions are pushed (by default nowhere).
@@ -52,6 +55,7 @@ impl ServerConfig {
             scanners: Scanners::default(),
             max_upload_bytes: Self::DEFAULT_MAX_UPLOAD_BYTES,
             max_config_bytes: Self::DEFAULT_MAX_CONFIG_BYTES,
+            result_check: ResultCheck::default(),
             retention: Retention::default(),
             webhooks: Webhooks::default(),
         }
@@ -80,5 +84,25 @@ impl ServerConfig {
             return Err("webhooks.max_attempts must be at least 1".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configurations_that_break_a_promise_are_refused() {
+        let ok = ServerConfig::new(ApiKey::generate(), "/nonexistent");
+        assert_eq!(ok.check(), Ok(()));
+        let mut silent = ok.clone();
+        silent.queue.record_events = false;
+        assert!(silent.check().unwrap_err().contains("record_events"));
+        let mut huge = ok.clone();
+        huge.max_config_bytes = ServerConfig::MAX_CONFIG_BYTES_LIMIT + 1;
+        assert!(huge.check().unwrap_err().contains("max_config_bytes"));
+        let mut unsigned = ok;
+        unsigned.webhooks.receivers = vec![crate::Webhook::new("http://127.0.0.1:9/").unwrap()];
+        assert!(unsigned.check().unwrap_err().contains("secret"));
     }
 }

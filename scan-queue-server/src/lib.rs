@@ -35,6 +35,7 @@ mod config;
 mod http;
 mod metrics;
 mod ops;
+pub mod report;
 mod scanners;
 mod server;
 mod sessions;

@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 use clap::Parser;
+use scan_queue_server::report::ResultCheck;
 use scan_queue_server::{
     ApiKey, Durability, Fsync, Retention, Scanner, Scanners, Server, ServerConfig, Webhook,
     WebhookSecret, Webhooks,
@@ -101,6 +102,13 @@ struct Args {
     /// Open (queued, assigned or in progress) tasks at most.
     #[arg(long, value_name = "N", default_value_t = scan_queue::Config::default().max_open_tasks)]
     max_open_tasks: usize,
+
+    /// How completeTask's file is checked: none (any bytes), wellformed (well-formed XML or
+    /// JSON, not empty), or scanner (also the task's scanner's report format: ZAP XML/JSON,
+    /// Burp, AppScan, Acunetix, WebInspect, Wapiti XML/JSON, AppSpider; other scanners as
+    /// wellformed). A refused file fails the task with the reason.
+    #[arg(long, value_name = "CHECK", default_value = "wellformed")]
+    result_check: ResultCheck,
 
     /// Delete a result (its record and its file) this many days after it was received
     /// (0: keep results until their task is evicted, which always deletes them).
@@ -228,6 +236,7 @@ fn run(args: Args) -> Result<(), String> {
         max_attempts: args.webhook_max_attempts,
         ..Webhooks::default()
     };
+    config.result_check = args.result_check;
     config.retention = Retention {
         max_age_ms: (args.keep_results_days > 0).then(|| args.keep_results_days * 86_400_000),
         per_application: (args.keep_results_per_app > 0).then_some(args.keep_results_per_app),

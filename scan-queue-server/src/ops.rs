@@ -4,6 +4,7 @@
 //! durable, or why it was refused.
 
 use crate::app::{App, StorageFailed};
+use crate::report::{Format, InspectError, Inspection, ResultCheck};
 use crate::scanners::Scanner;
 use crate::state::{ResultRecord, ScanConfigDoc, State};
 use crate::storage::ResultSource;
@@ -241,19 +242,48 @@ pub(crate) async fn fail_task(
     app.ack(failed).await?
 }
 
-/// `completeTask`: completes the task with `upload` as its result. The file is kept by the
-/// storage first; the completion and the record that refers to the file are then made
-/// together. The file stays only if it became the task's result: a refused call, or a
-/// retried one whose first call's file is already the result, leaves none behind.
+/// `completeTask`: completes the task with `upload` as its result. The file is inspected
+/// first (`--result-check`): one that is refused fails the task with the reason instead, as
+/// ThreadFix did when an import failed. An accepted file is kept by the storage; the
+/// completion and the record that refers to the file are then made together. The file stays
+/// only if it became the task's result: a refused call, or a retried one whose first call's
+/// file is already the result, leaves none behind.
 pub(crate) async fn complete_task(
     app: &App,
     call: AgentCall<'_>,
-    upload: Upload,
+    mut upload: Upload,
 ) -> Result<TaskAnswer, OpError> {
-    let kept = app.storage.keep(upload, call.task).await.map_err(|e| {
-        tracing::error!(error = %e, "could not keep an upload as a result");
+    let store_failed = |e: std::io::Error| {
+        tracing::error!(error = %e, "could not store an upload");
         refused("Could not store the uploaded file; see the server log.")
-    })?;
+    };
+    upload.finish().await.map_err(store_failed)?;
+    // Only a completion that may still happen is inspected, or the retry of one whose file
+    // was refused (it is answered the same): any other call keeps no file whatever it holds.
+    let scanner = app.read(|s| {
+        s.queue
+            .task(call.task)
+            .filter(|t| t.status().is_active() || t.status() == TaskStatus::CompleteFailed)
+            .map(|t| {
+                app.scanners
+                    .short_name(t.scanner())
+                    .unwrap_or(t.scanner())
+                    .to_owned()
+            })
+    });
+    let inspection = match scanner {
+        Some(scanner) => match inspect(upload.path().to_owned(), scanner, app.result_check).await {
+            Ok(inspection) => Some(inspection),
+            Err(InspectError::Refused(reason)) => return refuse_result(app, call, reason).await,
+            Err(InspectError::Read(e)) => return Err(store_failed(e)),
+        },
+        None => None,
+    };
+    let kept = app
+        .storage
+        .keep(upload, call.task)
+        .await
+        .map_err(store_failed)?;
     let completed = app.transact(|state, now| {
         let task = match state
             .queue
@@ -269,10 +299,18 @@ pub(crate) async fn complete_task(
                 scanner: task.scanner().to_owned(),
                 file: kept.file.clone(),
                 file_name: kept.file_name.as_deref().map(|n| bounded(n, 255)),
-                content_type: kept.content_type.as_deref().map(|c| bounded(c, 255)),
+                content_type: match &inspection {
+                    Some(i) if i.format != Format::Other => Some(i.content_type.to_owned()),
+                    _ => kept.content_type.as_deref().map(|c| bounded(c, 255)),
+                },
                 size: kept.size,
                 sha256: kept.sha256.clone(),
                 received_ms: now,
+                report: inspection
+                    .as_ref()
+                    .and_then(|i| i.report)
+                    .map(|k| k.name().to_owned()),
+                findings: inspection.as_ref().and_then(|i| i.findings),
             };
             match state.complete_with(record) {
                 Ok(()) => {
@@ -294,6 +332,40 @@ pub(crate) async fn complete_task(
         app.storage.discard(kept).await;
     }
     answer
+}
+
+/// Inspects a staged file on a blocking thread.
+async fn inspect(
+    path: std::path::PathBuf,
+    scanner_short_name: String,
+    check: ResultCheck,
+) -> Result<Inspection, InspectError> {
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&path).map_err(InspectError::Read)?;
+        crate::report::inspect(std::io::BufReader::new(file), &scanner_short_name, check)
+    })
+    .await
+    .map_err(|e| InspectError::Read(std::io::Error::other(e)))?
+}
+
+/// A result file the inspection refused: the task fails with the reason (when the keys
+/// allow it), and the call is answered with it.
+async fn refuse_result(
+    app: &App,
+    call: AgentCall<'_>,
+    reason: String,
+) -> Result<TaskAnswer, OpError> {
+    let reason = format!("The server refused the result file: {reason}");
+    let failed = app.transact(|state, now| {
+        match state
+            .queue
+            .fail_task(now, call.task, &reason, call.agent_key, call.task_key)
+        {
+            Ok(_) => refused(reason.as_str()),
+            Err(e) => core_refusal(state, &e),
+        }
+    });
+    Err(app.ack(failed).await?)
 }
 
 /// Cancels a task (the page): it becomes COMPLETE_DELETED.

@@ -171,6 +171,8 @@ fn body(
             "size": r.size,
             "sha256": r.sha256,
             "contentType": r.served_content_type(),
+            "report": r.report,
+            "findings": r.findings,
             "downloadPath": format!("/rest/latest/tasks/{}/result", r.task),
         })
     });

@@ -271,6 +271,10 @@ pub struct ResultObject {
     pub content_type: String,
     /// When it was received, epoch milliseconds.
     pub received_time: u64,
+    /// The scanner report it is, when recognised (e.g. `zap-xml`).
+    pub report: Option<String>,
+    /// Its findings per severity, for a report of a known kind.
+    pub findings: Option<crate::report::Findings>,
     /// Where to download it (same authentication as every call).
     pub download_path: String,
 }

@@ -32,6 +32,7 @@ fn help_describes_every_flag() {
         "--keep-results-days <DAYS>",
         "--keep-results-per-app <N>",
         "--webhook <URL>",
+        "--result-check <CHECK>",
         "--webhook-secret <SECRET>",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");

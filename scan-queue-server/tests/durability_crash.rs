@@ -366,6 +366,18 @@ async fn round(kill_after: usize) {
         assert_eq!(n, 1, "task {id}: {n} result files in {results:?}");
     }
     assert_eq!(results.len(), completed.len(), "{results:?}");
+    // …and it downloads, byte for byte.
+    for id in &completed {
+        let r = client
+            .http
+            .get(format!("{}/{id}/result", client.api))
+            .header("Authorization", format!("APIKEY {API_KEY}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "task {id}");
+        assert_eq!(r.bytes().await.unwrap().as_ref(), b"<OWASPZAPReport/>");
+    }
     assert_private(dir.path());
     // Every agent key still works.
     for key in &keys {

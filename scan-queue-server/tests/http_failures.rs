@@ -642,11 +642,12 @@ async fn oversized_uploads_are_refused_and_removed() {
         &r,
         "Upload too large: the file exceeds the limit of 100 bytes.",
     );
-    // Exactly at the bound is fine.
+    // Exactly at the bound is fine (a well-formed document of 1 024 bytes).
+    let at_bound = format!("<r>{}</r>", "x".repeat(1024 - 7));
     let r = s
         .multipart(
             "completeTask",
-            complete_form(id, &agent, &task_key, &[b'x'; 1024]),
+            complete_form(id, &agent, &task_key, at_bound.as_bytes()),
         )
         .await;
     assert_eq!(r["success"], true, "{r}");
@@ -660,10 +661,10 @@ async fn no_file_is_left_behind_by_a_refused_completion() {
     let (s, agent, task_key) = one_assigned().await;
     let other = s.agent_key().await;
     let refused = [
-        complete_form(1, &"Z".repeat(44), &task_key, b"unknown agent"),
-        complete_form(1, &other, &task_key, b"other agent"),
-        complete_form(1, &agent, &"Y".repeat(44), b"wrong task key"),
-        complete_form(42, &agent, &task_key, b"unknown task"),
+        complete_form(1, &"Z".repeat(44), &task_key, b"<unknown-agent/>"),
+        complete_form(1, &other, &task_key, b"<other-agent/>"),
+        complete_form(1, &agent, &"Y".repeat(44), b"<wrong-task-key/>"),
+        complete_form(42, &agent, &task_key, b"<unknown-task/>"),
     ];
     for form in refused {
         let r = s.multipart("completeTask", form).await;
@@ -673,20 +674,20 @@ async fn no_file_is_left_behind_by_a_refused_completion() {
     let r = s
         .multipart(
             "completeTask",
-            complete_form(1, &agent, &task_key, b"the result"),
+            complete_form(1, &agent, &task_key, b"<the-result/>"),
         )
         .await;
     assert_eq!(r["success"], true, "{r}");
     let r = s
         .multipart(
             "completeTask",
-            complete_form(1, &agent, &task_key, b"a retry"),
+            complete_form(1, &agent, &task_key, b"<a-retry/>"),
         )
         .await;
     assert_eq!(r["success"], true, "{r}");
     let results = s.results();
     assert_eq!(results.len(), 1);
-    assert_eq!(std::fs::read(&results[0]).unwrap(), b"the result");
+    assert_eq!(std::fs::read(&results[0]).unwrap(), b"<the-result/>");
     assert!(s.incoming().is_empty());
     s.stop().await;
 }

@@ -72,7 +72,8 @@ async fn a_result_downloads_byte_for_byte_and_lists_with_its_record() {
     assert_eq!(r.status(), StatusCode::OK);
     let h = r.headers().clone();
     assert_eq!(h["etag"], format!("\"{sha}\"").as_str());
-    assert_eq!(h["content-type"], "text/xml");
+    // As detected (the agent said text/xml).
+    assert_eq!(h["content-type"], "application/xml");
     assert_eq!(
         h["content-disposition"],
         "attachment; filename=\"zapreport.xml\""
@@ -122,7 +123,7 @@ async fn a_result_downloads_byte_for_byte_and_lists_with_its_record() {
     assert_eq!(r["fileName"], "zap report.xml");
     assert_eq!(r["size"], report.len());
     assert_eq!(r["sha256"], sha.as_str());
-    assert_eq!(r["contentType"], "text/xml");
+    assert_eq!(r["contentType"], "application/xml");
     assert!(r["receivedTime"].as_u64().unwrap() >= SEED_UPLOADED_MS);
     assert_eq!(
         r["downloadPath"],
@@ -249,16 +250,7 @@ async fn retention_deletes_records_and_files() {
     wait_for(|| files(&s) == 0).await;
     let r = get(&s, &api(&s, &format!("tasks/{other}/result"))).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let metrics = s
-        .http
-        .get(format!("{}/metrics", s.origin))
-        .header("Authorization", format!("APIKEY {API_KEY}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics_text().await;
     assert!(metrics.contains("scan_queue_results 0"), "{metrics}");
     s.stop().await;
 }
@@ -274,16 +266,7 @@ async fn a_result_goes_with_its_evicted_task() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let r = get(&s, &api(&s, &format!("tasks/{second}/result"))).await;
     assert_eq!(r.bytes().await.unwrap().as_ref(), b"<bb/>");
-    let metrics = s
-        .http
-        .get(format!("{}/metrics", s.origin))
-        .header("Authorization", format!("APIKEY {API_KEY}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics_text().await;
     assert!(metrics.contains("scan_queue_results 1"), "{metrics}");
     assert!(metrics.contains("scan_queue_result_bytes 5"), "{metrics}");
     s.stop().await;
@@ -298,4 +281,142 @@ async fn wait_for(done: impl Fn() -> bool) {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     panic!("not done within 5 s");
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/fixtures/reports/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// Completes task `id` (held by `agent` with `key`) with `file`: the answer.
+async fn complete_with(s: &TestServer, id: u64, agent: &str, key: &str, file: &[u8]) -> Value {
+    s.multipart("completeTask", complete_form(id, agent, key, file))
+        .await
+}
+
+/// Queues a ZAP task and has a fresh agent take it: (id, agent key, task key).
+async fn taken(s: &TestServer) -> (u64, String, String) {
+    let id = s.queue_scan("zap").await;
+    let agent = s.agent_key().await;
+    let (taken, key) = s.request_task(&agent, ZAP).await.unwrap();
+    assert_eq!(taken, id);
+    (id, agent, key)
+}
+
+#[tokio::test]
+async fn a_real_zap_report_is_summarised_and_downloads_unchanged() {
+    let s = TestServer::start().await;
+    // DefectDojo's unittests/scans/zap/some_2.9.0.xml: riskcode 2 once, 1 five times, 0 once.
+    let report = fixture("zap-some_2.9.0.xml");
+    let (id, agent, key) = taken(&s).await;
+    let r = complete_with(&s, id, &agent, &key, &report).await;
+    assert_eq!(r["object"]["statusString"], "COMPLETE_SUCCESSFUL", "{r}");
+    let page = list(&s, 1, "").await;
+    let result = &page["object"]["results"][0];
+    assert_eq!(result["report"], "zap-xml", "{page}");
+    assert_eq!(
+        result["findings"],
+        serde_json::json!({"high": 0, "medium": 1, "low": 5, "informational": 1})
+    );
+    assert_eq!(result["contentType"], "application/xml");
+    let r = get(&s, &api(&s, &format!("tasks/{id}/result"))).await;
+    let body = r.bytes().await.unwrap();
+    assert_eq!(
+        format!("{:x}", Sha256::digest(&body)),
+        format!("{:x}", Sha256::digest(&report))
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn empty_and_malformed_files_fail_the_task_with_the_reason() {
+    let s = TestServer::start().await;
+    let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    for (file, reason) in [
+        (
+            Vec::new(),
+            "The server refused the result file: The result file is empty.",
+        ),
+        (
+            png,
+            "The server refused the result file: The result file is neither XML nor JSON: its \
+             first byte is 0x89 (a PNG image?).",
+        ),
+    ] {
+        let (id, agent, key) = taken(&s).await;
+        let r = complete_with(&s, id, &agent, &key, &file).await;
+        assert_failure(&r, reason);
+        let task = s
+            .server
+            .queue()
+            .task(scan_queue::TaskId(id))
+            .unwrap()
+            .clone();
+        assert_eq!(task.status(), scan_queue::TaskStatus::CompleteFailed);
+        assert!(
+            task.failure_message().unwrap().ends_with(reason),
+            "{task:?}"
+        );
+        // A retry answers the same; nothing was kept.
+        let r = complete_with(&s, id, &agent, &key, &file).await;
+        assert_failure(&r, reason);
+    }
+    let (id, agent, key) = taken(&s).await;
+    let r = complete_with(&s, id, &agent, &key, b"<OWASPZAPReport><site>").await;
+    let message = r["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(
+            "The server refused the result file: The result file is not well-formed XML"
+        ),
+        "{message}"
+    );
+    assert!(s.results().is_empty() && s.incoming().is_empty());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn under_result_check_scanner_a_report_of_another_scanner_is_refused() {
+    let s = TestServer::start_with(|c| {
+        c.result_check = scan_queue_server::report::ResultCheck::Scanner
+    })
+    .await;
+    let (id, agent, key) = taken(&s).await;
+    let r = complete_with(
+        &s,
+        id,
+        &agent,
+        &key,
+        &fixture("burp-one_finding_with_cwe.xml"),
+    )
+    .await;
+    assert_eq!(r["success"], false, "{r}");
+    let message = r["message"].as_str().unwrap();
+    assert!(
+        message.contains("is not an OWASP Zed Attack Proxy report") && message.contains("<issues>"),
+        "{message}"
+    );
+    assert_eq!(
+        s.server
+            .queue()
+            .task(scan_queue::TaskId(id))
+            .unwrap()
+            .status(),
+        scan_queue::TaskStatus::CompleteFailed
+    );
+    // The task's own scanner's report passes.
+    let (id, agent, key) = taken(&s).await;
+    let r = complete_with(
+        &s,
+        id,
+        &agent,
+        &key,
+        &fixture("zap-basic-traditional-json.json"),
+    )
+    .await;
+    assert_eq!(r["object"]["statusString"], "COMPLETE_SUCCESSFUL", "{r}");
+    assert_eq!(s.results().len(), 1);
+    s.stop().await;
 }

@@ -126,16 +126,7 @@ async fn wait_for_metric(s: &TestServer, name: &str, value: f64) {
 }
 
 async fn metric(s: &TestServer, name: &str) -> f64 {
-    let text = s
-        .http
-        .get(format!("{}/metrics", s.origin))
-        .header("Authorization", format!("APIKEY {API_KEY}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics_text().await;
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
         .unwrap_or_else(|| panic!("no {name} in {text}"))
@@ -243,4 +234,53 @@ async fn a_receiver_that_always_fails_is_given_up_after_the_bound() {
     );
     assert_eq!(metric(&s, "scan_queue_webhook_deliveries_total").await, 0.0);
     s.stop().await;
+}
+
+/// The README's receiver (`examples/webhook_receiver.py`) verifies real deliveries.
+#[tokio::test]
+async fn the_example_receiver_verifies_real_deliveries() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut receiver = tokio::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/webhook_receiver.py"
+        ))
+        .args(["127.0.0.1", &port.to_string()])
+        .env("SCAN_QUEUE_WEBHOOK_SECRET", SECRET)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(
+        receiver.stdout.take().unwrap(),
+    ));
+    let s = server(&format!("http://127.0.0.1:{port}/"), 1000).await;
+    three_endings(&s).await;
+    let mut events = Vec::new();
+    while events.len() < 3 {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("a delivery within 10 s")
+            .unwrap()
+            .expect("a line");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        events.push((
+            v["task"].as_u64().unwrap(),
+            v["event"].as_str().unwrap().to_owned(),
+        ));
+    }
+    events.sort();
+    assert_eq!(
+        events,
+        [
+            (1, "task.completed".to_owned()),
+            (2, "task.failed".to_owned()),
+            (3, "task.timed_out".to_owned())
+        ]
+    );
+    s.stop().await;
+    receiver.kill().await.unwrap();
 }

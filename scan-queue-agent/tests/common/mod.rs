@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use scan_queue::{KeySource, Task, TaskId, TaskStatus};
+use scan_queue_server::report::ResultCheck;
 use scan_queue_server::{
     ApiKey, Clock, Durability, Fsync, Scanner, Scanners, Server, ServerConfig,
 };
@@ -30,6 +31,9 @@ pub struct ServerOptions {
     pub seed: u8,
     /// Bytes in a status or failure message.
     pub max_message_len: usize,
+    /// How the server inspects result files (the fake scanners' reports are raw bytes, so
+    /// none by default).
+    pub result_check: ResultCheck,
 }
 
 impl Default for ServerOptions {
@@ -41,6 +45,7 @@ impl Default for ServerOptions {
             port: 0,
             seed: 7,
             max_message_len: 4096,
+            result_check: ResultCheck::None,
         }
     }
 }
@@ -65,6 +70,7 @@ impl TestServer {
         config.queue.lease_ms = options.lease.as_millis() as u64;
         config.queue.max_attempts = options.max_attempts;
         config.queue.max_message_len = options.max_message_len;
+        config.result_check = options.result_check;
         config.scanners = Scanners::new(
             options
                 .scanners

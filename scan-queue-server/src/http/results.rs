@@ -189,6 +189,8 @@ fn object(base: &str, r: &ResultRecord) -> ResultObject {
         sha256: r.sha256.clone(),
         content_type: r.served_content_type(),
         received_time: r.received_ms,
+        report: r.report.clone(),
+        findings: r.findings,
         download_path: format!("{base}/tasks/{}/result", r.task),
     }
 }

@@ -117,6 +117,12 @@ pub(crate) struct ResultRecord {
     pub(crate) sha256: String,
     /// When it was received, epoch milliseconds.
     pub(crate) received_ms: u64,
+    /// The scanner report it is, when recognised (e.g. `zap-xml`).
+    #[serde(default)]
+    pub(crate) report: Option<String>,
+    /// Its findings per severity, for a report of a known kind.
+    #[serde(default)]
+    pub(crate) findings: Option<crate::report::Findings>,
 }
 
 impl ResultRecord {
@@ -224,7 +230,8 @@ impl State {
         Ok(State::with_queue(Queue::new(config, keys)?))
     }
 
-    fn with_queue(queue: Queue) -> State {
+    /// A state with this queue and nothing beside it.
+    pub(crate) fn with_queue(queue: Queue) -> State {
         State {
             queue,
             configs: BTreeMap::new(),
@@ -639,6 +646,8 @@ mod tests {
             size: 3,
             sha256: "x".into(),
             received_ms: 2,
+            report: None,
+            findings: None,
         };
         s.complete_with(result.clone()).unwrap();
         let records = s.take_records();
@@ -676,6 +685,8 @@ mod tests {
             size: 0,
             sha256: String::new(),
             received_ms: 1,
+            report: None,
+            findings: None,
         };
         assert!(s.adopt_result(result.clone()).is_err());
         assert!(s.take_records().is_empty(), "nothing recorded");

@@ -25,6 +25,24 @@ pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Opens the data directory itself: created private if it does not exist. One that exists is
+/// the operator's and keeps its mode (it could be shared, `/tmp` say), with a warning when
+/// others may read it; everything the server creates inside is private anyway.
+pub(crate) fn data_root(dir: &Path) -> std::io::Result<()> {
+    if !dir.exists() {
+        return private_dir(dir);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(dir = %dir.display(), mode = format!("{:o}", mode & 0o777), "the data directory may be read by others; its files are private, but consider chmod 700");
+        }
+    }
+    Ok(())
+}
+
 /// The options for a private file (`0600` at creation; [`make_private`] makes sure).
 pub(crate) fn private_options() -> OpenOptions {
     let mut options = OpenOptions::new();
@@ -114,5 +132,22 @@ mod tests {
         assert_eq!(mode(&file), 0o600);
         assert_eq!(std::fs::read(&file).unwrap(), b"x");
         assert_eq!(files_in(&sub).unwrap(), vec![file]);
+    }
+
+    #[test]
+    fn an_existing_data_directory_keeps_its_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+        data_root(&shared).unwrap();
+        assert_eq!(
+            mode(&shared),
+            0o755,
+            "an operator's directory is not chmodded"
+        );
+        let fresh = dir.path().join("fresh");
+        data_root(&fresh).unwrap();
+        assert_eq!(mode(&fresh), 0o700);
     }
 }

@@ -57,7 +57,7 @@ impl LocalStore {
                 state,
             ));
         };
-        fs::private_dir(root)?;
+        fs::data_root(root)?;
         let dir = root.join("journal");
         fs::private_dir(&dir)?;
         let lock = journal::lock(&dir)?;
@@ -160,6 +160,13 @@ impl LocalStore {
             if let Some((task, original)) = orphan_of {
                 let mut hasher = Sha256::new();
                 let size = std::io::copy(&mut std::fs::File::open(&path)?, &mut hasher)?;
+                // What the report is, never refusing (the file was accepted back then).
+                let inspection = crate::report::inspect(
+                    std::io::BufReader::new(std::fs::File::open(&path)?),
+                    "",
+                    crate::report::ResultCheck::None,
+                )
+                .ok();
                 let record = ResultRecord {
                     task: task.id(),
                     application: task.application(),
@@ -170,6 +177,11 @@ impl LocalStore {
                     size,
                     sha256: hex(&hasher.finalize()),
                     received_ms: task.end_ms().unwrap_or(0),
+                    report: inspection
+                        .as_ref()
+                        .and_then(|i| i.report)
+                        .map(|k| k.name().to_owned()),
+                    findings: inspection.as_ref().and_then(|i| i.findings),
                 };
                 if state.adopt_result(record).is_ok() {
                     adopted += 1;

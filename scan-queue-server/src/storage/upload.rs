@@ -14,6 +14,8 @@ pub(crate) struct Upload {
     hasher: Sha256,
     /// Bytes received.
     pub(crate) len: u64,
+    /// Its SHA-256 once finished.
+    sha256: Option<String>,
     /// The name the client gave it.
     pub(crate) file_name: Option<String>,
     /// The content type the client gave it.
@@ -35,6 +37,7 @@ impl Upload {
             path: removal,
             hasher: Sha256::new(),
             len: 0,
+            sha256: None,
             file_name,
             content_type: None,
         })
@@ -49,12 +52,23 @@ impl Upload {
         Ok(())
     }
 
-    /// Ends the upload: its bytes are flushed and synced. Returns its SHA-256, lowercase hex.
+    /// Ends the upload (again: no effect): its bytes are flushed and synced. Returns its
+    /// SHA-256, lowercase hex.
     pub(crate) async fn finish(&mut self) -> std::io::Result<String> {
+        if let Some(sha256) = &self.sha256 {
+            return Ok(sha256.clone());
+        }
         let mut file = self.file.take().ok_or_else(finished)?;
         file.flush().await?;
         file.sync_data().await?;
-        Ok(hex(&self.hasher.clone().finalize()))
+        let sha256 = hex(&self.hasher.clone().finalize());
+        self.sha256 = Some(sha256.clone());
+        Ok(sha256)
+    }
+
+    /// Where it is staged (to read it back once finished).
+    pub(crate) fn path(&self) -> &std::path::Path {
+        self.path.0.as_deref().unwrap_or(std::path::Path::new(""))
     }
 
     /// Takes the staged file over (it is no longer removed on drop).

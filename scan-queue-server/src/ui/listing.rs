@@ -1,7 +1,8 @@
 //! What the page shows, copied out of the queue under its lock with bounded work: a page of
 //! tasks newest first, one task with its history, the agents.
 
-use crate::state::ResultRecord;
+use crate::report::Findings;
+use crate::state::{ResultRecord, State};
 use scan_queue::{AgentId, Queue, Task, TaskId, TaskStatus};
 use std::ops::Bound;
 
@@ -38,6 +39,8 @@ pub(crate) struct Row {
     pub(crate) end_ms: Option<u64>,
     /// The agent holding (or that last held) the task: its public uuid, never its key.
     pub(crate) agent: Option<AgentId>,
+    /// Its result's findings, when it has a result of a known report kind.
+    pub(crate) findings: Option<Findings>,
 }
 
 impl Row {
@@ -53,6 +56,7 @@ impl Row {
             start_ms: task.start_ms(),
             end_ms: task.end_ms(),
             agent: task.assignment().map(|a| a.agent()),
+            findings: None,
         }
     }
 }
@@ -70,7 +74,8 @@ pub(crate) struct Listing {
 /// Tasks newest first (highest id first), filtered, from `filter.before` down: the
 /// per-status indexes are merged from the top, so a page costs O(log n) to start plus at most
 /// [`EXAMINE_MAX`] steps, whatever the queue's size.
-pub(crate) fn newest_first(queue: &Queue, filter: &Filter) -> Listing {
+pub(crate) fn newest_first(state: &State, filter: &Filter) -> Listing {
+    let queue = &state.queue;
     let statuses: Vec<TaskStatus> = match filter.status {
         Some(s) => vec![s],
         None => TaskStatus::ALL.to_vec(),
@@ -99,7 +104,9 @@ pub(crate) fn newest_first(queue: &Queue, filter: &Filter) -> Listing {
             .is_none_or(|s| s == task.scanner())
             && filter.application.is_none_or(|a| a == task.application().0);
         if wanted {
-            listing.rows.push(Row::new(task));
+            let mut row = Row::new(task);
+            row.findings = state.result(task.id()).and_then(|r| r.findings);
+            listing.rows.push(row);
             if listing.rows.len() == PAGE_ROWS {
                 listing.older = Some(id);
                 break;
@@ -130,6 +137,8 @@ pub(crate) struct ResultView {
     pub(crate) size: u64,
     pub(crate) sha256: String,
     pub(crate) received_ms: u64,
+    pub(crate) report: Option<String>,
+    pub(crate) findings: Option<Findings>,
 }
 
 /// One task, with its whole retained status history as ThreadFix's texts, and its result.
@@ -147,12 +156,17 @@ pub(crate) struct Detail {
 impl Detail {
     pub(crate) fn new(task: &Task, result: Option<&ResultRecord>) -> Detail {
         Detail {
-            row: Row::new(task),
+            row: Row {
+                findings: result.and_then(|r| r.findings),
+                ..Row::new(task)
+            },
             result: result.map(|r| ResultView {
                 file_name: r.file_name.clone(),
                 size: r.size,
                 sha256: r.sha256.clone(),
                 received_ms: r.received_ms,
+                report: r.report.clone(),
+                findings: r.findings,
             }),
             timeout_ms: task.timeout_ms(),
             scan_config: task.scan_config().map(|c| c.0),
@@ -214,6 +228,7 @@ mod tests {
         for id in [5, 50, 119] {
             q.cancel_task(2, TaskId(id)).unwrap();
         }
+        let q = State::with_queue(q);
         let first = newest_first(&q, &Filter::default());
         assert_eq!(ids(&first)[..3], [120, 119, 118]);
         assert_eq!(first.rows.len(), PAGE_ROWS);
@@ -276,6 +291,7 @@ mod tests {
             scanner: Some("rare".into()),
             ..Filter::default()
         };
+        let q = State::with_queue(q);
         let page = newest_first(&q, &filter);
         assert!(page.rows.is_empty());
         assert!(page.budget_spent);

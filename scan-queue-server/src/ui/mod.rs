@@ -344,7 +344,7 @@ async fn list(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap) -> Resp
     };
     let (listing, stats, (agents, agent_total)) = app.read(|s| {
         (
-            listing::newest_first(&s.queue, &filter),
+            listing::newest_first(s, &filter),
             s.queue.stats(),
             listing::agents(&s.queue),
         )

@@ -116,7 +116,10 @@ fn task_rows(ctx: Ctx<'_>, rows: &[Row]) -> Markup {
                         td { (r.application) }
                         td.scanner { (r.scanner) }
                         td.url { (r.target_url.as_deref().unwrap_or("")) }
-                        td.status { span class={ "badge s-" (r.status.name()) } { (r.status.name()) } }
+                        td.status {
+                            span class={ "badge s-" (r.status.name()) } { (r.status.name()) }
+                            @if let Some(f) = r.findings { " " (findings_badge(f)) }
+                        }
                         td { (r.attempts) }
                         td { (time(r.create_ms)) }
                         td { (opt_time(r.start_ms)) }
@@ -126,6 +129,26 @@ fn task_rows(ctx: Ctx<'_>, rows: &[Row]) -> Markup {
                 }
                 @if rows.is_empty() { tr { td colspan="10" { "No tasks." } } }
             }
+        }
+    }
+}
+
+/// A result's findings in a few characters: `3H 1M 0L 2I`, titled in words.
+fn findings_badge(f: crate::report::Findings) -> Markup {
+    let title = format!(
+        "Findings: {} high, {} medium, {} low, {} informational",
+        f.high, f.medium, f.low, f.informational
+    );
+    let class = if f.high > 0 {
+        "findings f-high"
+    } else if f.medium > 0 {
+        "findings f-medium"
+    } else {
+        "findings"
+    };
+    html! {
+        span class=(class) title=(title) {
+            (f.high) "H " (f.medium) "M " (f.low) "L " (f.informational) "I"
         }
     }
 }
@@ -292,6 +315,13 @@ pub(crate) fn detail(ctx: Ctx<'_>, d: &Detail, flash: Option<String>) -> Markup 
                         dt { "Size" } dd #result-size { (result.size) " bytes" }
                         dt { "SHA-256" } dd #result-sha256 .hash { (result.sha256) }
                         dt { "Received" } dd { (time(result.received_ms)) }
+                        @if let Some(kind) = &result.report { dt { "Report" } dd #result-report { (kind) } }
+                        @if let Some(f) = result.findings {
+                            dt { "Findings" }
+                            dd #result-findings {
+                                (f.high) " high, " (f.medium) " medium, " (f.low) " low, " (f.informational) " informational"
+                            }
+                        }
                     }
                     p.actions {
                         a #download href=(ctx.url(&format!("/task/{}/result", r.id.0))) download { "Download the result" }

@@ -147,6 +147,19 @@ impl TestServer {
         r["object"]["id"].as_u64().unwrap()
     }
 
+    /// `/metrics`, read with the API key.
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.origin))
+            .header("Authorization", format!("APIKEY {API_KEY}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn agent_key(&self) -> String {
         let r = self.get("requestScanAgentKey").await;
         assert_eq!(r["success"], true, "{r}");
