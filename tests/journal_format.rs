@@ -91,9 +91,7 @@ fn scenario() -> Vec<Event> {
     q.queue_scan(T0 + DEADLINE_MS + 201, NewScan::new(ApplicationId(3), BURP))
         .unwrap();
     take(&mut q, T0 + DEADLINE_MS + 202, &b, &[BURP]);
-    while let Some(e) = q.poll_event() {
-        events.push(e);
-    }
+    events.extend(q.drain_events());
     q.check_invariants().unwrap();
     events
 }
@@ -119,7 +117,7 @@ fn committed_log_replays_to_the_committed_snapshot() {
         for e in &events {
             log.push_str(&serde_json::to_string(e).unwrap());
             log.push('\n');
-            q.apply(&e.clone()).unwrap();
+            q.apply(e.clone()).unwrap();
         }
         std::fs::write(LOG, log).unwrap();
         std::fs::write(
@@ -132,7 +130,7 @@ fn committed_log_replays_to_the_committed_snapshot() {
     assert!(events.len() > 30, "the log covers every kind of event");
     let mut q = Queue::new(fixture_config(), KeySource::from_seed([0; 32])).unwrap();
     for e in events {
-        q.apply(&e).unwrap();
+        q.apply(e).unwrap();
     }
     q.check_invariants().unwrap();
     assert_eq!(q.snapshot(), committed_snapshot());

@@ -838,7 +838,7 @@ impl Sim {
             self.fail(format!("the queue emitted an event the SPEC forbids: {e}"));
         }
         if let Some(replica) = &mut self.replica
-            && let Err(e) = replica.apply(&event)
+            && let Err(e) = replica.apply(event.clone())
         {
             self.fail(format!(
                 "replica refused event {} of the log: {e}",
@@ -1223,7 +1223,7 @@ impl Sim {
                 .queue
                 .fail_task(now, task, message, agent_key, task_key),
         }
-        .map(Seen::of);
+        .map(|answer| Seen::of(&answer));
         if let Err(e) = &result
             && e.is_key_rejection()
         {
@@ -1637,7 +1637,7 @@ impl Sim {
         let before = deadline_ms.saturating_sub(1);
         if before >= self.queue.clock_ms() {
             self.queue.advance(before);
-            if self.queue.poll_event().is_some() {
+            if self.queue.drain_events().next().is_some() {
                 self.fail(format!(
                     "next_deadline_ms said {deadline_ms}, but something expired earlier"
                 ));
@@ -1880,7 +1880,7 @@ impl Sim {
         self.r.drained = self.drained();
         if let Some(mut replica) = self.replica.take() {
             replica.advance(self.now_ms);
-            if replica.poll_event().is_some() {
+            if replica.drain_events().next().is_some() {
                 self.fail("the replica found an expiry the live queue did not");
             }
             if let Err(e) = replica.check_invariants() {

@@ -8,7 +8,7 @@ use arbitrary::Arbitrary;
 use axum::body::Body;
 use http::{Method, Request, StatusCode};
 use libfuzzer_sys::fuzz_target;
-use scan_queue::{ApplicationId, KeySource, NewScan};
+use scan_queue::KeySource;
 use scan_queue_server::{ApiKey, Clock, Server, ServerConfig};
 use std::sync::OnceLock;
 use tower::ServiceExt;
@@ -36,45 +36,41 @@ fn world() -> &'static World {
         let clock = Clock::manual(1_700_000_000_000);
         let server =
             Server::with_parts(config, KeySource::from_seed([5; 32]), clock.clone()).unwrap();
-        // A few tasks held by a known agent, so requests with real keys reach deep paths.
-        let (agent_key, task_keys) = {
-            let mut q = server.queue().lock();
-            let now = clock.now_ms();
-            let agent = q
-                .register_agent(now)
-                .unwrap()
-                .key
-                .expose_secret()
-                .to_owned();
-            let mut keys = Vec::new();
-            for _ in 0..8 {
-                q.queue_scan(
-                    now,
-                    NewScan::new(ApplicationId(1), "OWASP Zed Attack Proxy"),
-                )
-                .unwrap();
-            }
-            for _ in 0..6 {
-                let t = q
-                    .request_task(now, &agent, &["OWASP Zed Attack Proxy"], "")
-                    .unwrap()
-                    .unwrap();
-                keys.push((
-                    t.id().0,
-                    t.assignment()
-                        .unwrap()
-                        .task_key()
-                        .expose_secret()
-                        .to_owned(),
-                ));
-            }
-            q.drain_events().for_each(drop);
-            (agent, keys)
-        };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
+        // A few tasks held by a known agent, so requests with real keys reach deep paths; set
+        // up through the API (the server's queue is read-only from outside).
+        let call = |op: &str, body: String| -> serde_json::Value {
+            let request = Request::post(format!("/rest/tasks/{op}"))
+                .header("Authorization", format!("APIKEY {API_KEY}"))
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(Body::from(body))
+                .unwrap();
+            runtime.block_on(async {
+                let answer = server.router().oneshot(request).await.unwrap();
+                let bytes = axum::body::to_bytes(answer.into_body(), usize::MAX)
+                    .await
+                    .unwrap();
+                serde_json::from_slice(&bytes).unwrap()
+            })
+        };
+        let agent_key = call("requestScanAgentKey", String::new())["object"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for _ in 0..8 {
+            call("queueScan", "applicationId=1&scannerType=zap".to_owned());
+        }
+        let task_keys = (0..6)
+            .map(|_| {
+                let body = format!("scanners=zap&scanAgentSecureKey={agent_key}&agentConfig=");
+                let task = &call("requestTask", body)["object"];
+                let id = task["taskId"].as_u64().unwrap();
+                (id, task["secureTaskKey"].as_str().unwrap().to_owned())
+            })
+            .collect();
         World {
             runtime,
             server,
@@ -362,7 +358,6 @@ fuzz_target!(|input: Input| {
     }
     w.server
         .queue()
-        .lock()
         .check_invariants()
         .expect("the queue stays consistent");
 });

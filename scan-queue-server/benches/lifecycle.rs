@@ -216,7 +216,7 @@ fn main() {
         phase(&base, &keys, 1, true).await;
         let trivial_rps = phase(&trivial_base, &keys, secs, false).await;
         let lifecycle_rps = phase(&base, &keys, secs, true).await;
-        let done = server.queue().lock().stats().counters.completions;
+        let done = server.queue().stats().counters.completions;
 
         println!("lifecycle over loopback HTTP, {clients} clients, {secs} s per phase:");
         println!("  trivial axum handler   {trivial_rps:>9.0} requests/s");

@@ -422,7 +422,7 @@ fn replay_segment(
             let event: Event = serde_json::from_slice(payload).map_err(|e| {
                 unreadable(path, offset, format!("corrupt: undecodable event: {e}"))
             })?;
-            queue.apply(&event).map_err(|e| {
+            queue.apply(event).map_err(|e| {
                 unreadable(
                     path,
                     offset,

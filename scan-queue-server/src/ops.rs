@@ -247,7 +247,7 @@ impl App {
         let answer = self
             .transact(|q, now| {
                 q.fail_task(now, id, message, agent_key, task_key)
-                    .map(Task::failure_message)
+                    .map(|a| a.failure_message())
             })
             .map_err(|e| Failure::core(&e))?;
         Ok(Reply::Text(
@@ -267,19 +267,18 @@ impl App {
             tracing::error!(error = %e, "could not move an upload into results/");
             Failure::new("Could not store the uploaded file; see the server log.")
         })?;
-        let (task, fresh) = self
+        let answer = self
             .transact(|q, now| {
-                let was_active = q.task(id).is_some_and(|t| t.status().is_active());
                 q.complete_task(now, id, agent_key, task_key)
-                    .map(|t| (t.clone(), was_active))
+                    .map(|a| a.map(Task::clone))
             })
             .map_err(|e| Failure::core(&e))?;
-        if fresh {
+        if !answer.is_repeat() {
             let bytes = file.len;
             let path = file.keep();
             tracing::info!(task = id.0, bytes, path = %path.display(), "result file stored");
         }
-        Ok(self.task_value(&task, Some((task_key, agent_key))))
+        Ok(self.task_value(&answer, Some((task_key, agent_key))))
     }
 
     /// The scan configuration document that applies to a task.
