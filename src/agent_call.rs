@@ -27,11 +27,11 @@ impl Call {
     }
 
     /// The event a passed call commits at `now_ms` (already advanced to).
-    fn event(self, task: TaskId, message: String, now_ms: u64, lease_ms: u64) -> Event {
+    fn event(self, task: TaskId, message: &str, now_ms: u64, lease_ms: u64) -> Event {
         match self {
             Call::Update => Event::StatusUpdated {
                 task,
-                message,
+                message: message.into(),
                 at_ms: now_ms,
                 lease_until_ms: now_ms.saturating_add(lease_ms),
             },
@@ -41,7 +41,7 @@ impl Call {
             },
             Call::Fail => Event::TaskFailed {
                 task,
-                reason: message,
+                reason: message.into(),
                 at_ms: now_ms,
             },
         }
@@ -162,7 +162,7 @@ impl Queue {
         let checked = self.check_agent_call(task, agent_key, task_key, call);
         let repeat = self.note_rejection(checked)?;
         if !repeat {
-            let event = call.event(task, message.to_owned(), now_ms, self.config.lease_ms);
+            let event = call.event(task, message, now_ms, self.config.lease_ms);
             self.commit(event);
         }
         let task = self.tasks.get(&task).ok_or(Error::UnknownTask(task))?;

@@ -44,7 +44,7 @@ impl Queue {
             task,
             agent,
             task_key,
-            agent_config: agent_config.to_owned(),
+            agent_config: agent_config.into(),
             at_ms: now_ms,
             lease_until_ms: now_ms.saturating_add(self.config.lease_ms),
         });

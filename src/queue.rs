@@ -248,9 +248,9 @@ impl Queue {
     /// Applies an event from a journal (one this queue, or one with the same configuration,
     /// produced), after checking that it fits the current state. A refused event changes
     /// nothing. Events applied here are not queued for [`drain_events`](Queue::drain_events).
-    pub fn apply(&mut self, mut event: Event) -> Result<(), Error> {
+    pub fn apply(&mut self, event: Event) -> Result<(), Error> {
         self.validate_event(&event)?;
-        self.commit_inner(&mut event, false);
+        self.commit_inner(&event);
         Ok(())
     }
 
@@ -270,28 +270,19 @@ impl Queue {
     }
 
     /// Applies a checked event and records it for the embedder.
-    pub(crate) fn commit(&mut self, mut event: Event) {
-        let record = self.config.record_events;
-        self.commit_inner(&mut event, record);
-        if record {
+    pub(crate) fn commit(&mut self, event: Event) {
+        self.commit_inner(&event);
+        if self.config.record_events {
             self.events.push(event);
         }
     }
 
     /// The only code that mutates state. `event` has been checked (by the operation that
     /// built it, or by `validate_event`); what cannot happen is skipped, never panicked on.
-    /// With `keep`, the event is kept (for the outbox) and its strings are copied into the
-    /// task; without, they are moved out of it, and it is left for the caller to drop.
-    fn commit_inner(&mut self, event: &mut Event, keep: bool) {
+    /// The task shares the event's strings.
+    fn commit_inner(&mut self, event: &Event) {
         self.clock_ms = self.clock_ms.max(event.at_ms());
         let max_history = self.config.max_status_history;
-        let for_task = |s: &mut String| -> Box<str> {
-            if keep {
-                Box::from(s.as_str())
-            } else {
-                std::mem::take(s).into_boxed_str()
-            }
-        };
         match *event {
             Event::AgentRegistered {
                 agent,
@@ -331,20 +322,20 @@ impl Queue {
                 task,
                 application,
                 ref scanner,
-                ref mut target_url,
+                ref target_url,
                 scan_config,
                 at_ms,
                 timeout_ms,
             } => {
-                let scanner = match self.scanners.get_key_value(scanner.as_str()) {
-                    Some((name, _)) => Arc::clone(name),
-                    None => Arc::from(scanner.as_str()),
-                };
                 let mut new = Task {
                     id: task,
                     application,
-                    scanner,
-                    target_url: target_url.as_mut().map(for_task),
+                    // Interned: the event's name when it is the first of its scanner.
+                    scanner: match self.scanners.get_key_value(&**scanner) {
+                        Some((name, _)) => Arc::clone(name),
+                        None => Arc::clone(scanner),
+                    },
+                    target_url: target_url.clone(),
                     scan_config,
                     status: TaskStatus::Queued,
                     create_ms: at_ms,
@@ -367,7 +358,7 @@ impl Queue {
                 task,
                 agent,
                 ref task_key,
-                ref mut agent_config,
+                ref agent_config,
                 at_ms,
                 lease_until_ms,
             } => {
@@ -385,14 +376,14 @@ impl Queue {
                         task_key: task_key.clone(),
                         lease_until_ms,
                     }));
-                    let agent_config = for_task(agent_config);
+                    let agent_config = Arc::clone(agent_config);
                     t.push_status(at_ms, StatusMessage::Assigned { agent_config }, max_history);
                 });
                 self.counters.assignments = self.counters.assignments.saturating_add(1);
             }
             Event::StatusUpdated {
                 task,
-                ref mut message,
+                ref message,
                 at_ms,
                 lease_until_ms,
             } => {
@@ -401,7 +392,7 @@ impl Queue {
                     if let Some(a) = &mut t.assignment {
                         a.lease_until_ms = lease_until_ms;
                     }
-                    let message = StatusMessage::Update(for_task(message));
+                    let message = StatusMessage::Update(Arc::clone(message));
                     t.push_status(at_ms, message, max_history);
                 });
                 self.counters.status_updates = self.counters.status_updates.saturating_add(1);
@@ -416,13 +407,13 @@ impl Queue {
             }
             Event::TaskFailed {
                 task,
-                ref mut reason,
+                ref reason,
                 at_ms,
             } => {
                 self.change(task, |t| {
                     t.status = TaskStatus::CompleteFailed;
                     t.end_ms = Some(at_ms);
-                    let reason = for_task(reason);
+                    let reason = Arc::clone(reason);
                     t.push_status(at_ms, StatusMessage::Failed { task, reason }, max_history);
                 });
                 self.counters.failures = self.counters.failures.saturating_add(1);
@@ -470,6 +461,14 @@ impl Queue {
                 });
                 self.counters.timeouts = self.counters.timeouts.saturating_add(1);
             }
+        }
+    }
+
+    /// The interned name of a scanner (one allocation per scanner with open tasks).
+    pub(crate) fn scanner_name(&self, name: &str) -> Arc<str> {
+        match self.scanners.get_key_value(name) {
+            Some((name, _)) => Arc::clone(name),
+            None => Arc::from(name),
         }
     }
 

@@ -61,8 +61,8 @@ impl Queue {
         self.commit(Event::TaskQueued {
             task,
             application: scan.application,
-            scanner: scan.scanner.to_owned(),
-            target_url: scan.target_url.map(str::to_owned),
+            scanner: self.scanner_name(scan.scanner),
+            target_url: scan.target_url.map(Into::into),
             scan_config: scan.scan_config,
             at_ms: now_ms,
             timeout_ms: now_ms.saturating_add(self.config.task_deadline_ms),

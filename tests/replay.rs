@@ -495,7 +495,7 @@ fn apply_refuses_events_that_do_not_fit() {
         task,
         agent,
         task_key: any_task_key(),
-        agent_config: String::new(),
+        agent_config: "".into(),
         at_ms: now,
         lease_until_ms: now + LEASE_MS,
     };

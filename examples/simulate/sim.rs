@@ -478,7 +478,7 @@ impl Model {
                 }
                 let scanner = SCANNERS
                     .iter()
-                    .position(|s| s == scanner)
+                    .position(|s| *s == &**scanner)
                     .ok_or("task queued for an unknown scanner")?;
                 self.tasks.push(MTask {
                     scanner,
@@ -1056,7 +1056,7 @@ impl Sim {
                 let name = SCANNERS[scanner];
                 let ok = move |e: &Event| {
                     matches!(e, Event::TaskQueued { task, scanner, at_ms, timeout_ms: t, .. }
-                        if *task == id && scanner == name && *at_ms == effective
+                        if *task == id && &**scanner == name && *at_ms == effective
                             && *t == effective + deadline && *t == timeout_ms)
                 };
                 self.expect_events(rest, Some(&ok), "queue_scan");
@@ -1258,7 +1258,7 @@ impl Sim {
                         },
                     ) => {
                         *t == task
-                            && *m == message
+                            && &**m == message
                             && *at_ms == effective
                             && *lease_until_ms == lease
                     }
@@ -1272,7 +1272,7 @@ impl Sim {
                             reason,
                             at_ms,
                         },
-                    ) => *t == task && *reason == message && *at_ms == effective,
+                    ) => *t == task && &**reason == message && *at_ms == effective,
                     _ => false,
                 };
                 self.expect_events(rest, Some(&ok), &what);
