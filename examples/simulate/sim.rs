@@ -1258,7 +1258,7 @@ impl Sim {
                         },
                     ) => {
                         *t == task
-                            && &**m == message
+                            && **m == *message
                             && *at_ms == effective
                             && *lease_until_ms == lease
                     }
@@ -1272,7 +1272,7 @@ impl Sim {
                             reason,
                             at_ms,
                         },
-                    ) => *t == task && &**reason == message && *at_ms == effective,
+                    ) => *t == task && **reason == *message && *at_ms == effective,
                     _ => false,
                 };
                 self.expect_events(rest, Some(&ok), &what);
