@@ -80,7 +80,7 @@ impl Queue {
             .ok_or(Error::InvalidAgentKey)?;
         let oldest = scanners
             .iter()
-            .filter_map(|s| self.scanners.get(s.as_ref().trim())?.queued.first())
+            .filter_map(|s| self.scanners.get(s.as_ref().trim())?.queued.front())
             .min()
             .copied();
         Ok(oldest.map(|task| (task, agent)))

@@ -82,8 +82,10 @@ pub struct Queue {
 pub(crate) struct ScannerQueue {
     /// Open (non-terminal) tasks of this scanner; the entry is dropped at zero.
     pub(crate) open: usize,
-    /// Queued task ids, oldest first.
-    pub(crate) queued: BTreeSet<TaskId>,
+    /// Queued task ids, oldest first. A sorted `VecDeque`, not a B-tree: a new task joins at
+    /// the back and assignment takes the front, so the usual changes cost O(1); a requeued
+    /// (old) task goes in near the front and a cancelled one leaves by binary search.
+    pub(crate) queued: VecDeque<TaskId>,
 }
 
 /// A registered scan agent.
@@ -573,11 +575,20 @@ impl Queue {
             if was_open && !is_open {
                 entry.open = entry.open.saturating_sub(1);
             }
+            let queued = &mut entry.queued;
             if was_queued && !is_queued {
-                entry.queued.remove(&id);
+                if queued.front() == Some(&id) {
+                    queued.pop_front();
+                } else if let Ok(i) = queued.binary_search(&id) {
+                    queued.remove(i);
+                }
             }
             if !was_queued && is_queued {
-                entry.queued.insert(id);
+                if queued.back().is_none_or(|last| *last < id) {
+                    queued.push_back(id);
+                } else if let Err(i) = queued.binary_search(&id) {
+                    queued.insert(i, id);
+                }
             }
             if entry.open == 0 && entry.queued.is_empty() {
                 self.scanners.remove(&*task.scanner);

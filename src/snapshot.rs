@@ -212,7 +212,7 @@ impl Queue {
             }
             let in_timers = t.timer_ms().map(|ms| self.timers.contains(&(ms, *id)));
             let scanner = self.scanners.get(&*t.scanner);
-            let in_scanner_queue = scanner.is_some_and(|s| s.queued.contains(id));
+            let in_scanner_queue = scanner.is_some_and(|s| s.queued.binary_search(id).is_ok());
             match t.status {
                 TaskStatus::Queued => {
                     if t.assignment.is_some() || !in_scanner_queue {
@@ -290,14 +290,20 @@ impl Queue {
             if s.open != open {
                 return bad(format!("scanner {name:?} open count is wrong"));
             }
-            let all_queued = s.queued.iter().all(|id| {
-                self.tasks
-                    .get(id)
-                    .is_some_and(|t| t.status == TaskStatus::Queued && *t.scanner == *name)
-            });
+            let sorted = s
+                .queued
+                .iter()
+                .zip(s.queued.iter().skip(1))
+                .all(|(a, b)| a < b);
+            let all_queued = sorted
+                && s.queued.iter().all(|id| {
+                    self.tasks
+                        .get(id)
+                        .is_some_and(|t| t.status == TaskStatus::Queued && *t.scanner == *name)
+                });
             if !all_queued {
                 return bad(format!(
-                    "scanner {name:?} queue holds a task not queued for it"
+                    "scanner {name:?} queue is out of order or holds a task not queued for it"
                 ));
             }
         }
