@@ -93,8 +93,9 @@ pub(crate) struct ScannerQueue {
 pub(crate) struct Agent {
     pub(crate) key: AgentKey,
     pub(crate) registered_ms: u64,
-    /// Tasks it holds (Assigned or InProgress).
-    pub(crate) tasks: BTreeSet<TaskId>,
+    /// Tasks it holds (Assigned or InProgress), in id order: a sorted `Vec`, since an agent
+    /// holds a few tasks and a B-tree's two operations per assignment cost more.
+    pub(crate) tasks: Vec<TaskId>,
 }
 
 /// What the indexes know about a task, taken before a change so `reindex` can move it.
@@ -297,7 +298,7 @@ impl Queue {
                     Agent {
                         key: key.clone(),
                         registered_ms: at_ms,
-                        tasks: BTreeSet::new(),
+                        tasks: Vec::new(),
                     },
                 );
                 self.counters.agents_registered = self.counters.agents_registered.saturating_add(1);
@@ -516,7 +517,9 @@ impl Queue {
                 && let Some(agent) = old.holder
                 && let Some(agent) = self.agents.get_mut(&agent)
             {
-                agent.tasks.remove(&id);
+                if let Ok(i) = agent.tasks.binary_search(&id) {
+                    agent.tasks.remove(i);
+                }
             }
         }
         if old.is_none_or(|o| o.status != new.status) {
@@ -531,7 +534,9 @@ impl Queue {
             && let Some(agent) = new.holder
             && let Some(agent) = self.agents.get_mut(&agent)
         {
-            agent.tasks.insert(id);
+            if let Err(i) = agent.tasks.binary_search(&id) {
+                agent.tasks.insert(i, id);
+            }
         }
 
         // The scanner index: open count and queued order.

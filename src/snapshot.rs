@@ -103,7 +103,7 @@ impl Queue {
                 Agent {
                     key: agent.key,
                     registered_ms: agent.registered_ms,
-                    tasks: BTreeSet::new(),
+                    tasks: Vec::new(),
                 },
             );
         }
@@ -226,7 +226,7 @@ impl Queue {
                     let holds = self
                         .agents
                         .get(&a.agent)
-                        .is_some_and(|ag| ag.tasks.contains(id));
+                        .is_some_and(|ag| ag.tasks.binary_search(id).is_ok());
                     if !holds || t.attempts == 0 || t.start_ms.is_none() || in_scanner_queue {
                         return at("active but not held by a live agent, or still queued");
                     }
@@ -269,7 +269,8 @@ impl Queue {
             return bad("finished order differs from the finished tasks".into());
         }
         let agent_held: usize = self.agents.values().map(|a| a.tasks.len()).sum();
-        if agent_held != held {
+        let sorted = |ids: &[TaskId]| ids.iter().zip(ids.iter().skip(1)).all(|(a, b)| a < b);
+        if agent_held != held || !self.agents.values().all(|a| sorted(&a.tasks)) {
             return bad("agents' task sets differ from the active tasks".into());
         }
         if self.agent_by_selector.len() != self.agents.len() {
