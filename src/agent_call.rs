@@ -2,7 +2,7 @@
 //! and the key checks they share ("Key checks on every agent transition").
 
 use crate::error::{Bound, Error};
-use crate::event::Event;
+use crate::event::{Event, shared};
 use crate::ids::{AgentId, TaskId};
 use crate::queue::Queue;
 use crate::status::TaskStatus;
@@ -31,7 +31,7 @@ impl Call {
         match self {
             Call::Update => Event::StatusUpdated {
                 task,
-                message: message.into(),
+                message: shared(message),
                 at_ms: now_ms,
                 lease_until_ms: now_ms.saturating_add(lease_ms),
             },
@@ -41,7 +41,7 @@ impl Call {
             },
             Call::Fail => Event::TaskFailed {
                 task,
-                reason: message.into(),
+                reason: shared(message),
                 at_ms: now_ms,
             },
         }

@@ -116,6 +116,16 @@ pub enum Event {
     },
 }
 
+/// An event's copy of a caller's string. An empty one shares a static allocation (a status
+/// update or agent configuration may be empty).
+pub(crate) fn shared(s: &str) -> Arc<str> {
+    if s.is_empty() {
+        Arc::default()
+    } else {
+        Arc::from(s)
+    }
+}
+
 impl Event {
     /// When the event happened.
     pub fn at_ms(&self) -> u64 {
