@@ -516,10 +516,9 @@ impl Queue {
             if old.holder != new.holder
                 && let Some(agent) = old.holder
                 && let Some(agent) = self.agents.get_mut(&agent)
+                && let Ok(i) = agent.tasks.binary_search(&id)
             {
-                if let Ok(i) = agent.tasks.binary_search(&id) {
-                    agent.tasks.remove(i);
-                }
+                agent.tasks.remove(i);
             }
         }
         if old.is_none_or(|o| o.status != new.status) {
@@ -533,10 +532,9 @@ impl Queue {
         if old.is_none_or(|o| o.holder != new.holder)
             && let Some(agent) = new.holder
             && let Some(agent) = self.agents.get_mut(&agent)
+            && let Err(i) = agent.tasks.binary_search(&id)
         {
-            if let Err(i) = agent.tasks.binary_search(&id) {
-                agent.tasks.insert(i, id);
-            }
+            agent.tasks.insert(i, id);
         }
 
         // The scanner index: open count and queued order.
