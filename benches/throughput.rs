@@ -252,8 +252,9 @@ enum Sharing {
 
 /// `threads` threads, each running lifecycles with `updates` status updates: queue a scan,
 /// take a task, the updates, complete. Events are taken in batches, as a journal would.
-/// Returns ns per lifecycle across all threads (wall time / total lifecycles).
-fn bench_threads(s: &Sizes, sharing: Sharing, threads: usize, updates: usize) -> f64 {
+/// Returns a sampler: each call runs once and returns ns per lifecycle across all threads
+/// (wall time / total lifecycles), so that rows can be sampled in turn (see `thread_rows`).
+fn thread_row(s: &Sizes, sharing: Sharing, threads: usize, updates: usize) -> impl FnMut() -> f64 {
     let queues: Vec<(Queue, String)> = match sharing {
         Sharing::Independent => (0..threads).map(|_| queue_with_backlog(1_000)).collect(),
         _ => vec![queue_with_backlog(1_000)],
@@ -283,7 +284,8 @@ fn bench_threads(s: &Sizes, sharing: Sharing, threads: usize, updates: usize) ->
             .expose_secret()
             .to_owned()
     };
-    median_ns(s.samples, per_thread * threads as u64, |_| {
+    move || {
+        let start = Instant::now();
         std::thread::scope(|sc| {
             for t in 0..threads {
                 let (shared, locked, keys, clock) = (&shared, &locked, &keys, &clock);
@@ -333,7 +335,33 @@ fn bench_threads(s: &Sizes, sharing: Sharing, threads: usize, updates: usize) ->
                 });
             }
         });
-    })
+        start.elapsed().as_nanos() as f64 / (per_thread * threads as u64) as f64
+    }
+}
+
+/// The median of each row's samples, the rows sampled in turn (one run of each, then the
+/// next round), so that a change in the machine's load hits every row alike.
+fn thread_rows(s: &Sizes, rows: &[(Sharing, usize)], updates: usize) -> Vec<f64> {
+    let mut samplers: Vec<_> = rows
+        .iter()
+        .map(|&(sharing, threads)| thread_row(s, sharing, threads, updates))
+        .collect();
+    for sample in &mut samplers {
+        sample(); // warm-up
+    }
+    let mut samples = vec![Vec::new(); samplers.len()];
+    for _ in 0..s.samples {
+        for (sample, out) in samplers.iter_mut().zip(&mut samples) {
+            out.push(sample());
+        }
+    }
+    samples
+        .into_iter()
+        .map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        })
+        .collect()
 }
 
 /// Live heap bytes per queued task at `backlog`, and the share given back after they finish.
@@ -416,17 +444,21 @@ fn main() {
         }
     }
     for (name, updates) in [("lifecycle", 1), ("heartbeat10", 10)] {
-        let row = |sharing: Sharing, threads: usize| bench_threads(&s, sharing, threads, updates);
-        let limit: Vec<f64> = [1, 2]
-            .iter()
-            .map(|&t| row(Sharing::Independent, t))
-            .collect();
-        let shared: Vec<f64> = [1, 2, 4].iter().map(|&t| row(Sharing::Shared, t)).collect();
-        let one_lock: Vec<f64> = [1, 2, 4]
-            .iter()
-            .map(|&t| row(Sharing::OneLock, t))
-            .collect();
-        for (t, ns) in [1, 2].iter().zip(&limit) {
+        use Sharing::*;
+        let rows = [
+            (Independent, 1),
+            (Independent, 2),
+            (Shared, 1),
+            (Shared, 2),
+            (Shared, 4),
+            (OneLock, 1),
+            (OneLock, 2),
+            (OneLock, 4),
+        ];
+        let ns = thread_rows(&s, &rows, updates);
+        let (limit, rest) = ns.split_at(2);
+        let (shared, one_lock) = rest.split_at(3);
+        for (t, ns) in [1, 2].iter().zip(limit) {
             println!(
                 "{:<34} {:>12.0} {:>10.2}  limit/1t speed-up",
                 format!("limit/{t}t/{name}"),
@@ -435,7 +467,7 @@ fn main() {
             );
         }
         let limit_up = limit[0] / limit[1];
-        for (i, (t, ns)) in [1, 2, 4].iter().zip(&shared).enumerate() {
+        for (i, (t, ns)) in [1, 2, 4].iter().zip(shared).enumerate() {
             let target = match t {
                 2 => format!(" (target >= {:.2}: 0.9 x the limit's)", 0.9 * limit_up),
                 4 => format!(
@@ -452,7 +484,7 @@ fn main() {
                 ns / one_lock[i]
             );
         }
-        for (t, ns) in [1, 2, 4].iter().zip(&one_lock) {
+        for (t, ns) in [1, 2, 4].iter().zip(one_lock) {
             println!(
                 "{:<34} {:>12.0} {:>10.2}  one-lock/1t speed-up",
                 format!("one-lock/{t}t/{name}"),
