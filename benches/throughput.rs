@@ -98,19 +98,28 @@ fn config(backlog: usize) -> Config {
     }
 }
 
-/// Median nanoseconds per iteration over `samples` runs of `run(iters)`.
-fn median_ns(samples: usize, iters: u64, mut run: impl FnMut(u64)) -> f64 {
+/// Median nanoseconds per iteration of each runner over `samples` runs of `run(iters)`, the
+/// runners taken in turn (one run of each per round) so that a change in the machine's load
+/// hits every row alike.
+fn medians(samples: usize, iters: u64, runs: &mut [Box<dyn FnMut(u64) + '_>]) -> Vec<f64> {
     // One untimed run first: caches, allocator and the finished-task window reach steady state.
-    run(iters);
-    let mut v: Vec<f64> = (0..samples)
-        .map(|_| {
+    for run in runs.iter_mut() {
+        run(iters);
+    }
+    let mut ns = vec![Vec::new(); runs.len()];
+    for _ in 0..samples {
+        for (run, out) in runs.iter_mut().zip(&mut ns) {
             let start = Instant::now();
             run(iters);
-            start.elapsed().as_nanos() as f64 / iters as f64
+            out.push(start.elapsed().as_nanos() as f64 / iters as f64);
+        }
+    }
+    ns.into_iter()
+        .map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
         })
-        .collect();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+        .collect()
 }
 
 fn queue_with_backlog(backlog: usize) -> (Queue, String) {
@@ -153,26 +162,30 @@ fn lifecycle(q: &mut Queue, agent_key: &str, now: u64, updates: usize) {
     q.drain_events().for_each(|e| drop(black_box(e)));
 }
 
-/// ns per lifecycle, and allocations per lifecycle (in the queue and this driver, which
-/// copies the task key out as an embedder must).
-fn bench_lifecycle(s: &Sizes, backlog: usize) -> (f64, f64) {
+/// Runs lifecycles on a queue with `backlog` queued.
+fn lifecycle_run(backlog: usize) -> impl FnMut(u64) {
     let (mut q, key) = queue_with_backlog(backlog);
     let mut now = T0;
-    let mut allocations = (0, 0);
-    let ns = median_ns(s.samples, s.iters, |n| {
-        let before = ALLOCATIONS.load(Ordering::Relaxed);
+    move |n| {
         for _ in 0..n {
             now += 1;
             lifecycle(&mut q, &key, now, 1);
         }
-        allocations.0 += ALLOCATIONS.load(Ordering::Relaxed) - before;
-        allocations.1 += n;
-    });
-    (ns, allocations.0 as f64 / allocations.1 as f64)
+    }
+}
+
+/// Allocations per lifecycle (in the queue and this driver, which copies the task key out as
+/// an embedder must), after a warm-up.
+fn allocations_per_lifecycle(backlog: usize) -> f64 {
+    let mut run = lifecycle_run(backlog);
+    run(20_000);
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    run(10_000);
+    (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / 10_000.0
 }
 
 /// The floor: what any locked queue of keyed tasks must do per lifecycle.
-fn bench_floor(s: &Sizes, backlog: usize) -> f64 {
+fn floor_run(backlog: usize) -> impl FnMut(u64) {
     struct Floor {
         queue: VecDeque<u64>,
         keys: HashMap<u64, [u8; 44]>,
@@ -185,7 +198,7 @@ fn bench_floor(s: &Sizes, backlog: usize) -> f64 {
         rng: ChaCha20Rng::from_seed([7; 32]),
         next: backlog as u64,
     });
-    median_ns(s.samples, s.iters, |n| {
+    move |n| {
         for _ in 0..n {
             let mut f = floor.lock();
             let id = f.next;
@@ -204,11 +217,11 @@ fn bench_floor(s: &Sizes, backlog: usize) -> f64 {
             let mut f = floor.lock();
             black_box(f.keys.remove(&taken));
         }
-    })
+    }
 }
 
 /// The peer: cronoq-core's submit → dispatch → complete with one worker and a backlog.
-fn bench_peer(s: &Sizes, backlog: usize) -> f64 {
+fn peer_run(backlog: usize) -> impl FnMut(u64) {
     use cronoq_core::{Action, Core, CoreConfig, Outcome, PoolConfig, TaskSpec, Time};
     let mut core: Core<u64> = Core::new(CoreConfig {
         pools: vec![PoolConfig::fixed("default", 1)],
@@ -220,7 +233,7 @@ fn bench_peer(s: &Sizes, backlog: usize) -> f64 {
     let mut now = 0u64;
     let mut next = backlog as u64;
     let mut leases = Vec::with_capacity(4);
-    median_ns(s.samples, s.iters, |n| {
+    move |n| {
         let mut done = 0;
         while done < n {
             now += 1_000;
@@ -236,7 +249,7 @@ fn bench_peer(s: &Sizes, backlog: usize) -> f64 {
                 done += 1;
             }
         }
-    })
+    }
 }
 
 /// How the threads share the work.
@@ -408,15 +421,20 @@ fn main() {
         "row", "ns/lifecycle", "ratio"
     );
 
-    let floor = bench_floor(&s, s.backlogs[0]);
+    let [small, large] = s.backlogs;
+    let mut runs: Vec<Box<dyn FnMut(u64)>> = vec![
+        Box::new(floor_run(small)),
+        Box::new(lifecycle_run(small)),
+        Box::new(peer_run(small)),
+        Box::new(lifecycle_run(large)),
+        Box::new(peer_run(large)),
+    ];
+    let ns = medians(s.samples, s.iters, &mut runs);
+    drop(runs);
+    let (floor, ns) = (ns[0], &ns[1..]);
     println!("{:<34} {:>12.0} {:>10}", "floor", floor, "1.00");
-    let mut small = 0.0;
-    for backlog in s.backlogs {
-        let (ours, allocations) = bench_lifecycle(&s, backlog);
-        let peer = bench_peer(&s, backlog);
-        if backlog == s.backlogs[0] {
-            small = ours;
-        }
+    for (i, backlog) in s.backlogs.into_iter().enumerate() {
+        let (ours, peer) = (ns[2 * i], ns[2 * i + 1]);
         println!(
             "{:<34} {:>12.0} {:>10.2}  floor (target <= 3.00)",
             format!("lifecycle/1t/backlog={backlog}"),
@@ -425,7 +443,9 @@ fn main() {
         );
         println!(
             "{:<34} {:>12} {:>10.2}  per lifecycle, incl. the driver's task-key copy (target <= 4)",
-            "allocations", "", allocations
+            "allocations",
+            "",
+            allocations_per_lifecycle(backlog)
         );
         println!(
             "{:<34} {:>12.0} {:>10.2}  ours; >= 2.00 means ours is at least 2x faster",
@@ -433,13 +453,12 @@ fn main() {
             peer,
             peer / ours
         );
-        if backlog != s.backlogs[0] {
+        if backlog == large {
             println!(
-                "{:<34} {:>12} {:>10.2}  backlog={} (target <= 1.50)",
+                "{:<34} {:>12} {:>10.2}  backlog={small} (target <= 1.50)",
                 format!("scaling backlog={backlog}"),
                 "",
-                ours / small,
-                s.backlogs[0]
+                ours / ns[0],
             );
         }
     }
