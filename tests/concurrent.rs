@@ -18,8 +18,8 @@ const T0: u64 = 1_700_000_000_000;
 const THREADS: u64 = 4;
 const OPS_PER_THREAD: usize = 10_000;
 
-/// `lease_ms` short: leases run out all the time (most agent calls are then refused, on the
-/// exclusive path); long: the shared path decides most calls.
+/// `lease_ms` short: leases run out all the time (most agent calls are then refused); long:
+/// most calls succeed.
 fn config(lease_ms: u64) -> Config {
     Config {
         lease_ms,
@@ -59,7 +59,7 @@ fn worker(
         let mut log = log.lock();
         let mut q = shared.lock();
         f(&mut q);
-        // The guard's queue is a plain, consistent one, whatever the shared path did.
+        // The guard's queue is a plain, consistent one, whatever the other threads did.
         if q.stats().counters.queued.is_multiple_of(16) {
             q.check_invariants().unwrap();
         }
@@ -289,9 +289,9 @@ fn hammer(lease_ms: u64) {
     assert_eq!(replay.snapshot(), queue.snapshot());
 }
 
-/// One thread, the same random calls on a plain `Queue` and through `SharedQueue`'s methods
-/// (shared path and exclusive path), with its guard now and then: the same answers, errors,
-/// events, next deadline, statistics and state at every step the guard looks.
+/// One thread, the same random calls on a plain `Queue` and through `SharedQueue`'s methods,
+/// with its guard now and then: the same answers (applied or repeated), errors, events, next
+/// deadline, statistics and state at every step the guard looks.
 #[test]
 fn shared_queue_answers_as_the_plain_queue_does() {
     for seed in 0..12 {

@@ -1,8 +1,8 @@
 //! Arbitrary operation sequences (the `operations` target's input) on a plain `Queue` and,
 //! one call at a time, on a `SharedQueue` through its own methods: every answer, error and
-//! event is the same, and the state too whenever the wrapper's guard looks (every few steps
-//! and at the end). The shared path, its lazy lease renewals and its fall-backs to the
-//! exclusive path must be invisible.
+//! event is the same (an agent call's answer applied or repeated alike), and the state too
+//! whenever the wrapper's guard looks (every few steps and at the end). Whatever the wrapper's
+//! design, it must be invisible.
 
 #![no_main]
 
