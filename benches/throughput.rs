@@ -12,12 +12,14 @@
 //!   `VecDeque` + `HashMap`, push, pop, a 44-character key from the same RNG, insert, look up,
 //!   remove;
 //! - **peer cronoq-core**: its nearest cycle (submit → dispatch → complete) at the same backlogs;
-//! - **shared/Tt/lifecycle** and **shared/Tt/heartbeat10**: `SharedQueue` driven from T threads,
-//!   the full lifecycle, or 10 status updates per task before completing (updates and
-//!   completion through `SharedQueue`'s own methods, which run in parallel; events taken
-//!   every 16 lifecycles, as a journal writer would);
+//! - **allocations**: heap allocations (and reallocations) per lifecycle in the row above;
+//! - **limit/Tt/lifecycle** and **limit/Tt/heartbeat10**: T threads, each with its own `Queue`
+//!   (nothing shared): the most T threads can do on this machine; the full lifecycle, or 10
+//!   status updates per task before completing, events taken every 16 lifecycles as a journal
+//!   writer would;
+//! - **shared/Tt/...**: the same work on one `SharedQueue` through its own methods;
 //! - **one-lock/Tt/...**: the same work with every call under one `parking_lot::Mutex<Queue>`
-//!   (the wrapper's previous design), for comparison in the same run;
+//!   held by hand, for comparison in the same run;
 //! - **memory**: bytes allocated per queued task at the largest backlog, and how much of it comes
 //!   back when the tasks finish and are evicted.
 
@@ -34,14 +36,16 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
 use std::time::Instant;
 
-/// Counts live heap bytes, to measure memory per queued task.
+/// Counts live heap bytes (memory per queued task) and allocations (per lifecycle).
 struct Counting;
 
 static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -53,6 +57,7 @@ unsafe impl GlobalAlloc for Counting {
             new_size as isize - layout.size() as isize,
             Ordering::Relaxed,
         );
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -93,19 +98,28 @@ fn config(backlog: usize) -> Config {
     }
 }
 
-/// Median nanoseconds per iteration over `samples` runs of `run(iters)`.
-fn median_ns(samples: usize, iters: u64, mut run: impl FnMut(u64)) -> f64 {
+/// Median nanoseconds per iteration of each runner over `samples` runs of `run(iters)`, the
+/// runners taken in turn (one run of each per round) so that a change in the machine's load
+/// hits every row alike.
+fn medians(samples: usize, iters: u64, runs: &mut [Box<dyn FnMut(u64) + '_>]) -> Vec<f64> {
     // One untimed run first: caches, allocator and the finished-task window reach steady state.
-    run(iters);
-    let mut v: Vec<f64> = (0..samples)
-        .map(|_| {
+    for run in runs.iter_mut() {
+        run(iters);
+    }
+    let mut ns = vec![Vec::new(); runs.len()];
+    for _ in 0..samples {
+        for (run, out) in runs.iter_mut().zip(&mut ns) {
             let start = Instant::now();
             run(iters);
-            start.elapsed().as_nanos() as f64 / iters as f64
+            out.push(start.elapsed().as_nanos() as f64 / iters as f64);
+        }
+    }
+    ns.into_iter()
+        .map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
         })
-        .collect();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+        .collect()
 }
 
 fn queue_with_backlog(backlog: usize) -> (Queue, String) {
@@ -148,19 +162,30 @@ fn lifecycle(q: &mut Queue, agent_key: &str, now: u64, updates: usize) {
     q.drain_events().for_each(|e| drop(black_box(e)));
 }
 
-fn bench_lifecycle(s: &Sizes, backlog: usize) -> f64 {
+/// Runs lifecycles on a queue with `backlog` queued.
+fn lifecycle_run(backlog: usize) -> impl FnMut(u64) {
     let (mut q, key) = queue_with_backlog(backlog);
     let mut now = T0;
-    median_ns(s.samples, s.iters, |n| {
+    move |n| {
         for _ in 0..n {
             now += 1;
             lifecycle(&mut q, &key, now, 1);
         }
-    })
+    }
+}
+
+/// Allocations per lifecycle (in the queue and this driver, which copies the task key out as
+/// an embedder must), after a warm-up.
+fn allocations_per_lifecycle(backlog: usize) -> f64 {
+    let mut run = lifecycle_run(backlog);
+    run(20_000);
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    run(10_000);
+    (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / 10_000.0
 }
 
 /// The floor: what any locked queue of keyed tasks must do per lifecycle.
-fn bench_floor(s: &Sizes, backlog: usize) -> f64 {
+fn floor_run(backlog: usize) -> impl FnMut(u64) {
     struct Floor {
         queue: VecDeque<u64>,
         keys: HashMap<u64, [u8; 44]>,
@@ -173,7 +198,7 @@ fn bench_floor(s: &Sizes, backlog: usize) -> f64 {
         rng: ChaCha20Rng::from_seed([7; 32]),
         next: backlog as u64,
     });
-    median_ns(s.samples, s.iters, |n| {
+    move |n| {
         for _ in 0..n {
             let mut f = floor.lock();
             let id = f.next;
@@ -192,11 +217,11 @@ fn bench_floor(s: &Sizes, backlog: usize) -> f64 {
             let mut f = floor.lock();
             black_box(f.keys.remove(&taken));
         }
-    })
+    }
 }
 
 /// The peer: cronoq-core's submit → dispatch → complete with one worker and a backlog.
-fn bench_peer(s: &Sizes, backlog: usize) -> f64 {
+fn peer_run(backlog: usize) -> impl FnMut(u64) {
     use cronoq_core::{Action, Core, CoreConfig, Outcome, PoolConfig, TaskSpec, Time};
     let mut core: Core<u64> = Core::new(CoreConfig {
         pools: vec![PoolConfig::fixed("default", 1)],
@@ -208,7 +233,7 @@ fn bench_peer(s: &Sizes, backlog: usize) -> f64 {
     let mut now = 0u64;
     let mut next = backlog as u64;
     let mut leases = Vec::with_capacity(4);
-    median_ns(s.samples, s.iters, |n| {
+    move |n| {
         let mut done = 0;
         while done < n {
             now += 1_000;
@@ -224,25 +249,42 @@ fn bench_peer(s: &Sizes, backlog: usize) -> f64 {
                 done += 1;
             }
         }
-    })
+    }
 }
 
-/// How the threads share the queue.
+/// How the threads share the work.
 #[derive(Clone, Copy)]
 enum Sharing {
-    /// `SharedQueue`'s own methods: heartbeats and completions on its shared path.
+    /// Each thread its own `Queue`: the limit.
+    Independent,
+    /// One `SharedQueue`, through its own methods.
     Shared,
-    /// One `parking_lot::Mutex<Queue>` for every call (the wrapper's previous design).
+    /// One `parking_lot::Mutex<Queue>`, locked by hand for every call.
     OneLock,
 }
 
 /// `threads` threads, each running lifecycles with `updates` status updates: queue a scan,
 /// take a task, the updates, complete. Events are taken in batches, as a journal would.
-fn bench_shared(s: &Sizes, sharing: Sharing, threads: usize, updates: usize) -> f64 {
-    let (q, key) = queue_with_backlog(1_000);
-    let (shared, one_lock) = match sharing {
-        Sharing::Shared => (Some(SharedQueue::new(q)), None),
-        Sharing::OneLock => (None, Some(Mutex::new(q))),
+/// Returns a sampler: each call runs once and returns ns per lifecycle across all threads
+/// (wall time / total lifecycles), so that rows can be sampled in turn (see `thread_rows`).
+fn thread_row(s: &Sizes, sharing: Sharing, threads: usize, updates: usize) -> impl FnMut() -> f64 {
+    let queues: Vec<(Queue, String)> = match sharing {
+        Sharing::Independent => (0..threads).map(|_| queue_with_backlog(1_000)).collect(),
+        _ => vec![queue_with_backlog(1_000)],
+    };
+    let keys: Vec<String> = queues.iter().map(|(_, k)| k.clone()).collect();
+    let (shared, locked): (Vec<SharedQueue>, Vec<Mutex<Queue>>) = match sharing {
+        Sharing::Shared => (
+            queues
+                .into_iter()
+                .map(|(q, _)| SharedQueue::new(q))
+                .collect(),
+            Vec::new(),
+        ),
+        _ => (
+            Vec::new(),
+            queues.into_iter().map(|(q, _)| Mutex::new(q)).collect(),
+        ),
     };
     let clock = AtomicU64::new(T0);
     let per_thread = s.iters / threads as u64;
@@ -255,53 +297,84 @@ fn bench_shared(s: &Sizes, sharing: Sharing, threads: usize, updates: usize) -> 
             .expose_secret()
             .to_owned()
     };
-    // ns per lifecycle across all threads (wall time / total lifecycles).
-    median_ns(s.samples, per_thread * threads as u64, |_| {
+    move || {
+        let start = Instant::now();
         std::thread::scope(|sc| {
-            for _ in 0..threads {
-                sc.spawn(|| {
+            for t in 0..threads {
+                let (shared, locked, keys, clock) = (&shared, &locked, &keys, &clock);
+                sc.spawn(move || {
+                    let key = &keys[t % keys.len()];
                     let mut events = Vec::new();
                     for i in 0..per_thread {
                         let now = clock.fetch_add(1, Ordering::Relaxed);
-                        if let Some(shared) = &shared {
+                        if let Some(shared) = shared.first() {
                             shared.queue_scan(now, scan()).unwrap();
                             let t = shared
-                                .request_task(now, &key, &[SCANNER], "", |t| (t.id(), task_key(t)));
+                                .request_task(now, key, &[SCANNER], "", |t| (t.id(), task_key(t)));
                             let (id, task_key) = t.unwrap().unwrap();
                             for _ in 0..updates {
                                 shared
-                                    .update_status(now, id, message, &key, &task_key)
+                                    .update_status(now, id, message, key, &task_key)
                                     .unwrap();
                             }
-                            black_box(shared.complete_task(now, id, &key, &task_key).unwrap());
+                            black_box(shared.complete_task(now, id, key, &task_key).unwrap());
                             if i % 16 == 15 {
                                 shared.drain_events(&mut events);
                                 events.drain(..).for_each(|e| drop(black_box(e)));
                             }
-                        }
-                        if let Some(one_lock) = &one_lock {
+                        } else {
+                            // One lock, or this thread's own queue behind an uncontended one.
+                            let lock = &locked[t % locked.len()];
                             let (id, task_key) = {
-                                let mut q = one_lock.lock();
+                                let mut q = lock.lock();
                                 q.queue_scan(now, scan()).unwrap();
-                                let t = q.request_task(now, &key, &[SCANNER], "").unwrap();
+                                let t = q.request_task(now, key, &[SCANNER], "").unwrap();
                                 let t = t.unwrap();
                                 (t.id(), task_key(t))
                             };
                             for _ in 0..updates {
-                                let mut q = one_lock.lock();
-                                q.update_status(now, id, message, &key, &task_key).unwrap();
+                                let mut q = lock.lock();
+                                q.update_status(now, id, message, key, &task_key).unwrap();
                             }
-                            let mut q = one_lock.lock();
-                            black_box(q.complete_task(now, id, &key, &task_key).unwrap());
+                            let mut q = lock.lock();
+                            black_box(q.complete_task(now, id, key, &task_key).unwrap());
                             if i % 16 == 15 {
-                                q.drain_events().for_each(|e| drop(black_box(e)));
+                                events.extend(q.drain_events());
+                                drop(q);
+                                events.drain(..).for_each(|e| drop(black_box(e)));
                             }
                         }
                     }
                 });
             }
         });
-    })
+        start.elapsed().as_nanos() as f64 / (per_thread * threads as u64) as f64
+    }
+}
+
+/// The median of each row's samples, the rows sampled in turn (one run of each, then the
+/// next round), so that a change in the machine's load hits every row alike.
+fn thread_rows(s: &Sizes, rows: &[(Sharing, usize)], updates: usize) -> Vec<f64> {
+    let mut samplers: Vec<_> = rows
+        .iter()
+        .map(|&(sharing, threads)| thread_row(s, sharing, threads, updates))
+        .collect();
+    for sample in &mut samplers {
+        sample(); // warm-up
+    }
+    let mut samples = vec![Vec::new(); samplers.len()];
+    for _ in 0..s.samples {
+        for (sample, out) in samplers.iter_mut().zip(&mut samples) {
+            out.push(sample());
+        }
+    }
+    samples
+        .into_iter()
+        .map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        })
+        .collect()
 }
 
 /// Live heap bytes per queued task at `backlog`, and the share given back after they finish.
@@ -348,15 +421,20 @@ fn main() {
         "row", "ns/lifecycle", "ratio"
     );
 
-    let floor = bench_floor(&s, s.backlogs[0]);
+    let [small, large] = s.backlogs;
+    let mut runs: Vec<Box<dyn FnMut(u64)>> = vec![
+        Box::new(floor_run(small)),
+        Box::new(lifecycle_run(small)),
+        Box::new(peer_run(small)),
+        Box::new(lifecycle_run(large)),
+        Box::new(peer_run(large)),
+    ];
+    let ns = medians(s.samples, s.iters, &mut runs);
+    drop(runs);
+    let (floor, ns) = (ns[0], &ns[1..]);
     println!("{:<34} {:>12.0} {:>10}", "floor", floor, "1.00");
-    let mut small = 0.0;
-    for backlog in s.backlogs {
-        let ours = bench_lifecycle(&s, backlog);
-        let peer = bench_peer(&s, backlog);
-        if backlog == s.backlogs[0] {
-            small = ours;
-        }
+    for (i, backlog) in s.backlogs.into_iter().enumerate() {
+        let (ours, peer) = (ns[2 * i], ns[2 * i + 1]);
         println!(
             "{:<34} {:>12.0} {:>10.2}  floor (target <= 3.00)",
             format!("lifecycle/1t/backlog={backlog}"),
@@ -364,54 +442,73 @@ fn main() {
             ours / floor
         );
         println!(
+            "{:<34} {:>12} {:>10.2}  per lifecycle, incl. the driver's task-key copy (target <= 4)",
+            "allocations",
+            "",
+            allocations_per_lifecycle(backlog)
+        );
+        println!(
             "{:<34} {:>12.0} {:>10.2}  ours; >= 2.00 means ours is at least 2x faster",
             format!("peer cronoq-core/backlog={backlog}"),
             peer,
             peer / ours
         );
-        if backlog != s.backlogs[0] {
+        if backlog == large {
             println!(
-                "{:<34} {:>12} {:>10.2}  backlog={} (target <= 1.50)",
+                "{:<34} {:>12} {:>10.2}  backlog={small} (target <= 1.50)",
                 format!("scaling backlog={backlog}"),
                 "",
-                ours / small,
-                s.backlogs[0]
+                ours / ns[0],
             );
         }
     }
     for (name, updates) in [("lifecycle", 1), ("heartbeat10", 10)] {
-        let one = bench_shared(&s, Sharing::Shared, 1, updates);
-        println!(
-            "{:<34} {:>12.0} {:>10}",
-            format!("shared/1t/{name}"),
-            one,
-            "1.00"
-        );
-        let mut two = one;
-        for threads in [2, 4] {
-            let t = bench_shared(&s, Sharing::Shared, threads, updates);
-            let target = match (updates, threads) {
-                (1, _) => String::new(),
-                (_, 2) => " (target >= 1.50)".to_owned(),
-                _ => format!(" (target >= {:.2}: 2t's within 10%)", one / two / 1.1),
+        use Sharing::*;
+        let rows = [
+            (Independent, 1),
+            (Independent, 2),
+            (Shared, 1),
+            (Shared, 2),
+            (Shared, 4),
+            (OneLock, 1),
+            (OneLock, 2),
+            (OneLock, 4),
+        ];
+        let ns = thread_rows(&s, &rows, updates);
+        let (limit, rest) = ns.split_at(2);
+        let (shared, one_lock) = rest.split_at(3);
+        for (t, ns) in [1, 2].iter().zip(limit) {
+            println!(
+                "{:<34} {:>12.0} {:>10.2}  limit/1t speed-up",
+                format!("limit/{t}t/{name}"),
+                ns,
+                limit[0] / ns
+            );
+        }
+        let limit_up = limit[0] / limit[1];
+        for (i, (t, ns)) in [1, 2, 4].iter().zip(shared).enumerate() {
+            let target = match t {
+                2 => format!(" (target >= {:.2}: 0.9 x the limit's)", 0.9 * limit_up),
+                4 => format!(
+                    " (target >= {:.2}: no slower than 2t)",
+                    shared[0] / shared[1]
+                ),
+                _ => String::new(),
             };
             println!(
-                "{:<34} {:>12.0} {:>10.2}  shared/1t speed-up{target}",
-                format!("shared/{threads}t/{name}"),
-                t,
-                one / t
+                "{:<34} {:>12.0} {:>10.2}  shared/1t speed-up{target}; {:.2} x one-lock (target <= 1.00)",
+                format!("shared/{t}t/{name}"),
+                ns,
+                shared[0] / ns,
+                ns / one_lock[i]
             );
-            if threads == 2 {
-                two = t;
-            }
         }
-        for threads in [1, 2] {
-            let t = bench_shared(&s, Sharing::OneLock, threads, updates);
+        for (t, ns) in [1, 2, 4].iter().zip(one_lock) {
             println!(
-                "{:<34} {:>12.0} {:>10.2}  shared/1t (one Mutex<Queue>, the old design)",
-                format!("one-lock/{threads}t/{name}"),
-                t,
-                one / t
+                "{:<34} {:>12.0} {:>10.2}  one-lock/1t speed-up",
+                format!("one-lock/{t}t/{name}"),
+                ns,
+                one_lock[0] / ns
             );
         }
     }

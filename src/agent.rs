@@ -52,7 +52,7 @@ impl Queue {
     pub fn revoke_agent(&mut self, now_ms: u64, agent: AgentId) -> Result<Vec<TaskId>, Error> {
         let now_ms = self.advance(now_ms);
         let held: Vec<TaskId> = match self.agents.get(&agent) {
-            Some(a) => a.tasks.iter().copied().collect(),
+            Some(a) => a.tasks.clone(),
             None => return Err(Error::UnknownAgent(agent)),
         };
         self.commit(Event::AgentRevoked {

@@ -2,7 +2,7 @@
 //! and the key checks they share ("Key checks on every agent transition").
 
 use crate::error::{Bound, Error};
-use crate::event::Event;
+use crate::event::{Event, shared};
 use crate::ids::{AgentId, TaskId};
 use crate::queue::Queue;
 use crate::status::TaskStatus;
@@ -10,7 +10,7 @@ use crate::task::Task;
 
 /// Which agent call is being made.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Call {
+enum Call {
     Update,
     Complete,
     Fail,
@@ -26,19 +26,12 @@ impl Call {
         }
     }
 
-    /// The status a task is in after this call succeeds on an active task.
-    pub(crate) fn status_after(self) -> TaskStatus {
-        self.terminal_status().unwrap_or(TaskStatus::InProgress)
-    }
-
-    /// The event a passed call commits at `now_ms` (already advanced to). The one place the
-    /// three calls' events are built, for [`Queue`]'s methods and
-    /// [`SharedQueue`](crate::SharedQueue)'s shared-lock path alike.
-    pub(crate) fn event(self, task: TaskId, message: String, now_ms: u64, lease_ms: u64) -> Event {
+    /// The event a passed call commits at `now_ms` (already advanced to).
+    fn event(self, task: TaskId, message: &str, now_ms: u64, lease_ms: u64) -> Event {
         match self {
             Call::Update => Event::StatusUpdated {
                 task,
-                message,
+                message: shared(message),
                 at_ms: now_ms,
                 lease_until_ms: now_ms.saturating_add(lease_ms),
             },
@@ -48,19 +41,53 @@ impl Call {
             },
             Call::Fail => Event::TaskFailed {
                 task,
-                reason: message,
+                reason: shared(message),
                 at_ms: now_ms,
             },
         }
     }
 }
 
-/// What a passed key check allows.
-enum Checked {
-    /// Apply the call.
-    Proceed,
-    /// The same terminal call already succeeded with these keys: answer as then.
-    Repeat,
+/// What an agent call did: applied it, or recognized the repeat of the same finishing call
+/// that already succeeded with the same keys (a retry after a lost answer), which changes
+/// nothing and answers as then. Either way it holds the answer (`Deref` reaches it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer<T> {
+    /// The call changed the task.
+    Applied(T),
+    /// The call repeated the completion or failure that finished the task.
+    Repeated(T),
+}
+
+impl<T> Answer<T> {
+    /// True for [`Answer::Repeated`].
+    pub fn is_repeat(&self) -> bool {
+        matches!(self, Answer::Repeated(_))
+    }
+
+    /// The answer itself.
+    pub fn into_inner(self) -> T {
+        match self {
+            Answer::Applied(t) | Answer::Repeated(t) => t,
+        }
+    }
+
+    /// The same kind of answer, with `f` applied to what it holds.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Answer<U> {
+        match self {
+            Answer::Applied(t) => Answer::Applied(f(t)),
+            Answer::Repeated(t) => Answer::Repeated(f(t)),
+        }
+    }
+}
+
+impl<T> std::ops::Deref for Answer<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        match self {
+            Answer::Applied(t) | Answer::Repeated(t) => t,
+        }
+    }
 }
 
 impl Queue {
@@ -77,7 +104,7 @@ impl Queue {
         message: &str,
         agent_key: &str,
         task_key: &str,
-    ) -> Result<&Task, Error> {
+    ) -> Result<Answer<&Task>, Error> {
         self.agent_call(now_ms, Call::Update, task, message, agent_key, task_key)
     }
 
@@ -98,7 +125,7 @@ impl Queue {
         task: TaskId,
         agent_key: &str,
         task_key: &str,
-    ) -> Result<&Task, Error> {
+    ) -> Result<Answer<&Task>, Error> {
         self.agent_call(now_ms, Call::Complete, task, "", agent_key, task_key)
     }
 
@@ -116,7 +143,7 @@ impl Queue {
         message: &str,
         agent_key: &str,
         task_key: &str,
-    ) -> Result<&Task, Error> {
+    ) -> Result<Answer<&Task>, Error> {
         self.agent_call(now_ms, Call::Fail, task, message, agent_key, task_key)
     }
 
@@ -129,26 +156,33 @@ impl Queue {
         message: &str,
         agent_key: &str,
         task_key: &str,
-    ) -> Result<&Task, Error> {
+    ) -> Result<Answer<&Task>, Error> {
         let now_ms = self.advance(now_ms);
         self.check_len(message, self.config.max_message_len, Bound::MessageLen)?;
         let checked = self.check_agent_call(task, agent_key, task_key, call);
-        if let Checked::Proceed = self.note_rejection(checked)? {
-            let event = call.event(task, message.to_owned(), now_ms, self.config.lease_ms);
+        let repeat = self.note_rejection(checked)?;
+        if !repeat {
+            let event = call.event(task, message, now_ms, self.config.lease_ms);
             self.commit(event);
         }
-        self.tasks.get(&task).ok_or(Error::UnknownTask(task))
+        let task = self.tasks.get(&task).ok_or(Error::UnknownTask(task))?;
+        Ok(if repeat {
+            Answer::Repeated(task)
+        } else {
+            Answer::Applied(task)
+        })
     }
 
-    /// The key checks every agent call passes. Time has already been advanced, so a lease
-    /// that ran out by `now` has already been taken back.
+    /// The key checks every agent call passes; true if the call repeats the one that finished
+    /// the task. Time has already been advanced, so a lease that ran out by `now` has already
+    /// been taken back.
     fn check_agent_call(
         &self,
         id: TaskId,
         agent_key: &str,
         task_key: &str,
         call: Call,
-    ) -> Result<Checked, Error> {
+    ) -> Result<bool, Error> {
         let agent = self
             .agent_for_key(agent_key)
             .ok_or(Error::InvalidAgentKey)?;
@@ -167,7 +201,7 @@ impl Queue {
                 && holds(a.agent)
                 && a.task_key.matches(task_key)
             {
-                return Ok(Checked::Repeat);
+                return Ok(true);
             }
             return Err(if lost_lease() {
                 Error::LeaseExpired { task: id }
@@ -190,6 +224,6 @@ impl Queue {
         if !assignment.task_key.matches(task_key) {
             return Err(Error::InvalidTaskKey { task: id });
         }
-        Ok(Checked::Proceed)
+        Ok(false)
     }
 }

@@ -1,7 +1,7 @@
 //! Request task (SPEC §3 "Request task"): the oldest matching queued task, to one agent.
 
 use crate::error::{Bound, Error, Field};
-use crate::event::Event;
+use crate::event::{Event, shared};
 use crate::key::TaskKey;
 use crate::queue::Queue;
 use crate::task::Task;
@@ -44,7 +44,7 @@ impl Queue {
             task,
             agent,
             task_key,
-            agent_config: agent_config.to_owned(),
+            agent_config: shared(agent_config),
             at_ms: now_ms,
             lease_until_ms: now_ms.saturating_add(self.config.lease_ms),
         });
@@ -80,7 +80,7 @@ impl Queue {
             .ok_or(Error::InvalidAgentKey)?;
         let oldest = scanners
             .iter()
-            .filter_map(|s| self.scanners.get(s.as_ref().trim())?.queued.first())
+            .filter_map(|s| self.scanners.get(s.as_ref().trim())?.queued.front())
             .min()
             .copied();
         Ok(oldest.map(|task| (task, agent)))

@@ -46,7 +46,7 @@ pub struct Config {
     /// because a scan ran long). Default: 100.
     pub max_status_history: usize,
     /// Whether successful mutations produce [`Event`](crate::Event)s for
-    /// [`Queue::poll_event`](crate::Queue::poll_event). Default: true.
+    /// [`Queue::drain_events`](crate::Queue::drain_events). Default: true.
     pub record_events: bool,
 }
 

@@ -3,12 +3,15 @@
 use crate::ids::{AgentId, ApplicationId, ScanConfigId, TaskId};
 use crate::key::{AgentKey, TaskKey};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// One successful mutation, with everything it generated (ids, keys, deadlines), so that
 /// [`Queue::apply`](crate::Queue::apply) rebuilds the same state without a random source or a
 /// clock.
 ///
 /// Events contain keys: persist them as you would the keys themselves. `Debug` redacts them.
+/// Their strings are shared with the task that stores them (`Arc<str>`, serialized as plain
+/// strings), so recording an event copies no text.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -36,9 +39,9 @@ pub enum Event {
         /// Its application.
         application: ApplicationId,
         /// Its scanner.
-        scanner: String,
+        scanner: Arc<str>,
         /// Its target URL.
-        target_url: Option<String>,
+        target_url: Option<Arc<str>>,
         /// Its scan configuration reference.
         scan_config: Option<ScanConfigId>,
         /// When (`createTime`).
@@ -55,7 +58,7 @@ pub enum Event {
         /// The fresh task key.
         task_key: TaskKey,
         /// The agent's configuration text.
-        agent_config: String,
+        agent_config: Arc<str>,
         /// When (`startTime`).
         at_ms: u64,
         /// When the lease runs out unless renewed.
@@ -66,7 +69,7 @@ pub enum Event {
         /// The task.
         task: TaskId,
         /// The message, verbatim.
-        message: String,
+        message: Arc<str>,
         /// When.
         at_ms: u64,
         /// The renewed lease.
@@ -84,7 +87,7 @@ pub enum Event {
         /// The task.
         task: TaskId,
         /// The agent's reason.
-        reason: String,
+        reason: Arc<str>,
         /// When (`endTime`).
         at_ms: u64,
     },
@@ -111,6 +114,16 @@ pub enum Event {
         /// The deadline.
         at_ms: u64,
     },
+}
+
+/// An event's copy of a caller's string. An empty one shares a static allocation (a status
+/// update or agent configuration may be empty).
+pub(crate) fn shared(s: &str) -> Arc<str> {
+    if s.is_empty() {
+        Arc::default()
+    } else {
+        Arc::from(s)
+    }
 }
 
 impl Event {

@@ -30,12 +30,11 @@ impl Queue {
                         }
                     }
                 }
-                // An early entry left by a lazy renewal (`SharedQueue` only) is moved to the
-                // task's true instant. Any other is unreachable while the indexes are
-                // consistent (check_invariants); dropping the stray entry (or stopping, if it
-                // is not one we can drop) keeps this loop finite either way.
+                // Unreachable while the indexes are consistent (check_invariants); dropping
+                // the stray entry (or stopping, if it is not one we can drop) keeps this loop
+                // finite either way.
                 _ => {
-                    if self.fix_timer(at_ms, id) || self.timers.remove(&(at_ms, id)) {
+                    if self.timers.remove(&(at_ms, id)) {
                         continue;
                     }
                     break;

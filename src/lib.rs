@@ -38,9 +38,12 @@
 //! assert_eq!(done.history().last().unwrap().message.to_string(),
 //!            "Scan completed successfully at: 28-09-16:20:25:00 +0000");
 //!
-//! // Finished is final; a retry of the same call gets the same answer.
+//! // Finished is final; a retry of the same call gets the same answer, marked as a repeat.
+//! assert!(!done.is_repeat());
 //! assert!(queue.fail_task(t0 + 4_000, id, "late", k, &task_key).is_err());
-//! assert_eq!(queue.complete_task(t0 + 5_000, id, k, &task_key)?.end_ms(), Some(t0 + 3_000));
+//! let retry = queue.complete_task(t0 + 5_000, id, k, &task_key)?;
+//! assert!(retry.is_repeat());
+//! assert_eq!(retry.end_ms(), Some(t0 + 3_000));
 //!
 //! // Every change came out as an event, for a journal.
 //! assert_eq!(queue.drain_events().count(), 5);
@@ -52,7 +55,7 @@
 //! 1. Call an operation with the current time. It first applies every lease expiry and task
 //!    deadline up to `now_ms`; then it either succeeds or returns an [`Error`] and changes
 //!    nothing more.
-//! 2. Drain [`Queue::poll_event`] and persist the events if you need durability
+//! 2. Take [`Queue::drain_events`] and persist the events if you need durability
 //!    ([`Queue::apply`] replays them; [`Queue::snapshot`] / [`Queue::restore`] bound replay).
 //! 3. Sleep until [`Queue::next_deadline_ms`] (or the next request) and call
 //!    [`Queue::advance`].
@@ -61,12 +64,10 @@
 //!
 //! ## From many threads
 //!
-//! [`SharedQueue`] wraps a `Queue` for many threads: status updates, completions and failures
-//! of different tasks are decided in parallel, without the queue's lock; every other
-//! operation, and [`SharedQueue::lock`] (the plain queue under a guard), takes it. The same
-//! contract holds (take events with [`SharedQueue::drain_events`], wake up for
-//! [`Queue::next_deadline_ms`] through [`SharedQueue::read`] and call
-//! [`SharedQueue::advance`]). The crate itself still starts no thread.
+//! [`SharedQueue`] is the queue behind one lock, with every operation from `&self`;
+//! [`SharedQueue::lock`] gives the plain queue under a guard. The same contract holds (take
+//! events with [`SharedQueue::drain_events`], wake up for [`Queue::next_deadline_ms`] through
+//! [`SharedQueue::read`] and call [`SharedQueue::advance`]). The crate itself starts no thread.
 //!
 //! ## Secrets
 //!
@@ -111,6 +112,7 @@ mod task_store;
 mod time;
 
 pub use agent::RegisteredAgent;
+pub use agent_call::Answer;
 pub use assign::split_scanner_list;
 pub use config::{Config, MIN_URL_LEN};
 pub use error::{Bound, Error, Field};
@@ -120,7 +122,7 @@ pub use key::{AgentKey, KEY_LEN, TaskKey};
 pub use queue::Queue;
 pub use rng::KeySource;
 pub use scan::NewScan;
-pub use shared::{MAX_PENDING, Outcome, PathCounts, QueueGuard, SHARDS, SharedQueue};
+pub use shared::SharedQueue;
 pub use snapshot::{AgentRecord, SNAPSHOT_FORMAT, Snapshot};
 pub use stats::{Counters, Stats};
 pub use status::TaskStatus;

@@ -35,7 +35,7 @@ use std::sync::Arc;
 ///   [`update_status`](Queue::update_status), [`complete_task`](Queue::complete_task),
 ///   [`fail_task`](Queue::fail_task), [`cancel_task`](Queue::cancel_task),
 ///   [`revoke_agent`](Queue::revoke_agent), and [`advance`](Queue::advance) for time alone;
-/// - outputs: [`poll_event`](Queue::poll_event) (the journal) and
+/// - outputs: [`drain_events`](Queue::drain_events) (the journal) and
 ///   [`next_deadline_ms`](Queue::next_deadline_ms) (when to wake up);
 /// - persistence: [`snapshot`](Queue::snapshot), [`restore`](Queue::restore),
 ///   [`apply`](Queue::apply).
@@ -73,19 +73,8 @@ pub struct Queue {
     pub(crate) counters: Counters,
     /// A metric, not state: not in snapshots or events, so a refused call changes no state.
     pub(crate) rejected_key_checks: u64,
-    /// Events not yet taken by [`Queue::poll_event`].
-    pub(crate) events: VecDeque<Event>,
-    /// Where evicted tasks go instead of being dropped on the spot, when set:
-    /// [`SharedQueue`](crate::SharedQueue) drops them after releasing its lock.
-    #[allow(clippy::vec_box)] // the slab's own boxes, moved as they are
-    pub(crate) graveyard: Option<Vec<Box<Task>>>,
-    /// Lazy lease renewals, when set ([`SharedQueue`](crate::SharedQueue) only): a status
-    /// update that only moves an in-progress task's timer later leaves its timer entry where
-    /// it was, and the task is noted here with the instant of that entry. The entry is moved
-    /// when it comes due (`advance`), when the task changes otherwise (`change`), or by
-    /// [`Queue::fix_timers`]. Until then `timers` holds an early entry for the task: the
-    /// next timer may be early (never late), and `check_invariants` fails.
-    pub(crate) lazy_timers: Option<FxHashMap<TaskId, u64>>,
+    /// Events not yet taken by [`Queue::drain_events`].
+    pub(crate) events: Vec<Event>,
 }
 
 /// The per-scanner index.
@@ -93,8 +82,10 @@ pub struct Queue {
 pub(crate) struct ScannerQueue {
     /// Open (non-terminal) tasks of this scanner; the entry is dropped at zero.
     pub(crate) open: usize,
-    /// Queued task ids, oldest first.
-    pub(crate) queued: BTreeSet<TaskId>,
+    /// Queued task ids, oldest first. A sorted `VecDeque`, not a B-tree: a new task joins at
+    /// the back and assignment takes the front, so the usual changes cost O(1); a requeued
+    /// (old) task goes in near the front and a cancelled one leaves by binary search.
+    pub(crate) queued: VecDeque<TaskId>,
 }
 
 /// A registered scan agent.
@@ -102,8 +93,9 @@ pub(crate) struct ScannerQueue {
 pub(crate) struct Agent {
     pub(crate) key: AgentKey,
     pub(crate) registered_ms: u64,
-    /// Tasks it holds (Assigned or InProgress).
-    pub(crate) tasks: BTreeSet<TaskId>,
+    /// Tasks it holds (Assigned or InProgress), in id order: a sorted `Vec`, since an agent
+    /// holds a few tasks and a B-tree's two operations per assignment cost more.
+    pub(crate) tasks: Vec<TaskId>,
 }
 
 /// What the indexes know about a task, taken before a change so `reindex` can move it.
@@ -163,9 +155,7 @@ impl Queue {
             agent_by_selector: FxHashMap::default(),
             counters: Counters::default(),
             rejected_key_checks: 0,
-            events: VecDeque::new(),
-            graveyard: None,
-            lazy_timers: None,
+            events: Vec::new(),
         })
     }
 
@@ -252,23 +242,18 @@ impl Queue {
         agent.key.matches(presented).then_some(*id)
     }
 
-    /// Takes the oldest event not yet taken. Drain after every call when `record_events` is
-    /// on: events accumulate until taken.
-    pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
-    }
-
-    /// Takes every pending event, oldest first.
+    /// Takes every event not yet taken, oldest first: the journal. Drain after every call
+    /// when `record_events` is on, since events accumulate until taken.
     pub fn drain_events(&mut self) -> impl Iterator<Item = Event> + '_ {
         self.events.drain(..)
     }
 
     /// Applies an event from a journal (one this queue, or one with the same configuration,
     /// produced), after checking that it fits the current state. A refused event changes
-    /// nothing. Events applied here are not queued for [`poll_event`](Queue::poll_event).
-    pub fn apply(&mut self, event: &Event) -> Result<(), Error> {
-        self.validate_event(event)?;
-        self.commit_inner(&mut event.clone(), false, None);
+    /// nothing. Events applied here are not queued for [`drain_events`](Queue::drain_events).
+    pub fn apply(&mut self, event: Event) -> Result<(), Error> {
+        self.validate_event(&event)?;
+        self.commit_inner(&event);
         Ok(())
     }
 
@@ -289,37 +274,18 @@ impl Queue {
 
     /// Applies a checked event and records it for the embedder.
     pub(crate) fn commit(&mut self, event: Event) {
-        self.commit_prepared(event, None);
-    }
-
-    /// [`commit`](Queue::commit), with the task's copy of the event's message (status
-    /// update, failure reason) already made, when it was made outside the lock
-    /// ([`SharedQueue`](crate::SharedQueue)).
-    pub(crate) fn commit_prepared(&mut self, mut event: Event, copy: Option<Box<str>>) {
-        let record = self.config.record_events;
-        self.commit_inner(&mut event, record, copy);
-        if record {
-            self.events.push_back(event);
+        self.commit_inner(&event);
+        if self.config.record_events {
+            self.events.push(event);
         }
     }
 
     /// The only code that mutates state. `event` has been checked (by the operation that
     /// built it, or by `validate_event`); what cannot happen is skipped, never panicked on.
-    /// With `keep`, the event is kept (for the outbox) and its strings are copied into the
-    /// task (or `copy` is used, if given); without, they are moved out of it, and it is left
-    /// for the caller to drop.
-    fn commit_inner(&mut self, event: &mut Event, keep: bool, mut copy: Option<Box<str>>) {
+    /// The task shares the event's strings.
+    fn commit_inner(&mut self, event: &Event) {
         self.clock_ms = self.clock_ms.max(event.at_ms());
         let max_history = self.config.max_status_history;
-        let mut for_task = |s: &mut String| -> Box<str> {
-            if let Some(copy) = copy.take() {
-                copy
-            } else if keep {
-                Box::from(s.as_str())
-            } else {
-                std::mem::take(s).into_boxed_str()
-            }
-        };
         match *event {
             Event::AgentRegistered {
                 agent,
@@ -332,7 +298,7 @@ impl Queue {
                     Agent {
                         key: key.clone(),
                         registered_ms: at_ms,
-                        tasks: BTreeSet::new(),
+                        tasks: Vec::new(),
                     },
                 );
                 self.counters.agents_registered = self.counters.agents_registered.saturating_add(1);
@@ -359,20 +325,20 @@ impl Queue {
                 task,
                 application,
                 ref scanner,
-                ref mut target_url,
+                ref target_url,
                 scan_config,
                 at_ms,
                 timeout_ms,
             } => {
-                let scanner = match self.scanners.get_key_value(scanner.as_str()) {
-                    Some((name, _)) => Arc::clone(name),
-                    None => Arc::from(scanner.as_str()),
-                };
                 let mut new = Task {
                     id: task,
                     application,
-                    scanner,
-                    target_url: target_url.as_mut().map(for_task),
+                    // Interned: the event's name when it is the first of its scanner.
+                    scanner: match self.scanners.get_key_value(&**scanner) {
+                        Some((name, _)) => Arc::clone(name),
+                        None => Arc::clone(scanner),
+                    },
+                    target_url: target_url.clone(),
                     scan_config,
                     status: TaskStatus::Queued,
                     create_ms: at_ms,
@@ -395,7 +361,7 @@ impl Queue {
                 task,
                 agent,
                 ref task_key,
-                ref mut agent_config,
+                ref agent_config,
                 at_ms,
                 lease_until_ms,
             } => {
@@ -413,14 +379,14 @@ impl Queue {
                         task_key: task_key.clone(),
                         lease_until_ms,
                     }));
-                    let agent_config = for_task(agent_config);
+                    let agent_config = Arc::clone(agent_config);
                     t.push_status(at_ms, StatusMessage::Assigned { agent_config }, max_history);
                 });
                 self.counters.assignments = self.counters.assignments.saturating_add(1);
             }
             Event::StatusUpdated {
                 task,
-                ref mut message,
+                ref message,
                 at_ms,
                 lease_until_ms,
             } => {
@@ -429,7 +395,7 @@ impl Queue {
                     if let Some(a) = &mut t.assignment {
                         a.lease_until_ms = lease_until_ms;
                     }
-                    let message = StatusMessage::Update(for_task(message));
+                    let message = StatusMessage::Update(Arc::clone(message));
                     t.push_status(at_ms, message, max_history);
                 });
                 self.counters.status_updates = self.counters.status_updates.saturating_add(1);
@@ -444,13 +410,13 @@ impl Queue {
             }
             Event::TaskFailed {
                 task,
-                ref mut reason,
+                ref reason,
                 at_ms,
             } => {
                 self.change(task, |t| {
                     t.status = TaskStatus::CompleteFailed;
                     t.end_ms = Some(at_ms);
-                    let reason = for_task(reason);
+                    let reason = Arc::clone(reason);
                     t.push_status(at_ms, StatusMessage::Failed { task, reason }, max_history);
                 });
                 self.counters.failures = self.counters.failures.saturating_add(1);
@@ -501,60 +467,22 @@ impl Queue {
         }
     }
 
-    /// Runs `f` on a task, then moves it in every index to match its new state (but see
-    /// `lazy_timers`).
+    /// The interned name of a scanner (one allocation per scanner with open tasks).
+    pub(crate) fn scanner_name(&self, name: &str) -> Arc<str> {
+        match self.scanners.get_key_value(name) {
+            Some((name, _)) => Arc::clone(name),
+            None => Arc::from(name),
+        }
+    }
+
+    /// Runs `f` on a task, then moves it in every index to match its new state.
     fn change(&mut self, id: TaskId, f: impl FnOnce(&mut Task)) {
         let Some(task) = self.tasks.get_mut(&id) else {
             return;
         };
-        let mut old = IndexKey::of(task);
+        let old = IndexKey::of(task);
         f(task);
-        if let Some(lazy) = &mut self.lazy_timers {
-            let new = IndexKey::of(task);
-            // What the timer set holds for the task.
-            let indexed = lazy.get(&id).copied();
-            if indexed.is_some() {
-                old.timer = indexed;
-            }
-            if let Some(at) = old.timer
-                && new.status == TaskStatus::InProgress
-                && old.status == new.status
-                && old.holder == new.holder
-                && new.timer.is_some_and(|t| t >= at)
-            {
-                lazy.entry(id).or_insert(at);
-                return;
-            }
-            if indexed.is_some() {
-                lazy.remove(&id);
-            }
-        }
         self.reindex(id, Some(old), true);
-    }
-
-    /// Moves every lazily renewed task's timer entry to its true instant, so that the timers
-    /// are exact again (see `lazy_timers`).
-    pub(crate) fn fix_timers(&mut self) {
-        let Some(lazy) = &mut self.lazy_timers else {
-            return;
-        };
-        for (id, at) in lazy.drain() {
-            move_timer(&mut self.timers, &self.tasks, at, id);
-        }
-    }
-
-    /// Moves one lazily renewed task's early timer entry `(at_ms, id)` to its true instant;
-    /// false if it is not such an entry.
-    pub(crate) fn fix_timer(&mut self, at_ms: u64, id: TaskId) -> bool {
-        let Some(lazy) = &mut self.lazy_timers else {
-            return false;
-        };
-        if lazy.get(&id) != Some(&at_ms) {
-            return false;
-        }
-        lazy.remove(&id);
-        move_timer(&mut self.timers, &self.tasks, at_ms, id);
-        true
     }
 
     /// Brings every index in line with task `id`'s state, given what the indexes held for it
@@ -588,8 +516,9 @@ impl Queue {
             if old.holder != new.holder
                 && let Some(agent) = old.holder
                 && let Some(agent) = self.agents.get_mut(&agent)
+                && let Ok(i) = agent.tasks.binary_search(&id)
             {
-                agent.tasks.remove(&id);
+                agent.tasks.remove(i);
             }
         }
         if old.is_none_or(|o| o.status != new.status) {
@@ -603,8 +532,9 @@ impl Queue {
         if old.is_none_or(|o| o.holder != new.holder)
             && let Some(agent) = new.holder
             && let Some(agent) = self.agents.get_mut(&agent)
+            && let Err(i) = agent.tasks.binary_search(&id)
         {
-            agent.tasks.insert(id);
+            agent.tasks.insert(i, id);
         }
 
         // The scanner index: open count and queued order.
@@ -648,11 +578,20 @@ impl Queue {
             if was_open && !is_open {
                 entry.open = entry.open.saturating_sub(1);
             }
+            let queued = &mut entry.queued;
             if was_queued && !is_queued {
-                entry.queued.remove(&id);
+                if queued.front() == Some(&id) {
+                    queued.pop_front();
+                } else if let Ok(i) = queued.binary_search(&id) {
+                    queued.remove(i);
+                }
             }
             if !was_queued && is_queued {
-                entry.queued.insert(id);
+                if queued.back().is_none_or(|last| *last < id) {
+                    queued.push_back(id);
+                } else if let Err(i) = queued.binary_search(&id) {
+                    queued.insert(i, id);
+                }
             }
             if entry.open == 0 && entry.queued.is_empty() {
                 self.scanners.remove(&*task.scanner);
@@ -675,9 +614,6 @@ impl Queue {
             if let Some(task) = self.tasks.take(&id) {
                 self.by_status[task.status].remove(&id);
                 self.counters.evicted = self.counters.evicted.saturating_add(1);
-                if let Some(graveyard) = &mut self.graveyard {
-                    graveyard.push(task);
-                }
             }
         }
         // Give memory back after a burst.
@@ -826,17 +762,6 @@ impl Queue {
         }
     }
 
-    /// The tasks with a timer entry due by `now_ms` (what [`advance`](Queue::advance) to
-    /// `now_ms` would look at first), for [`SharedQueue`](crate::SharedQueue).
-    pub(crate) fn timers_due_by(&self, now_ms: u64) -> impl Iterator<Item = TaskId> + '_ {
-        // Mostly nothing is due: one look at the first entry instead of a range search.
-        let any = self.timers.first().is_some_and(|(at, _)| *at <= now_ms);
-        any.then(|| self.timers.range(..=(now_ms, TaskId(u64::MAX))))
-            .into_iter()
-            .flatten()
-            .map(|(_, id)| *id)
-    }
-
     pub(crate) fn bound(&self, bound: crate::Bound) -> Error {
         let c = &self.config;
         let limit = match bound {
@@ -859,14 +784,6 @@ impl Queue {
             return Err(self.bound(bound));
         }
         Ok(())
-    }
-}
-
-/// Moves a lazily renewed task's timer entry from `at_ms` to the task's true timer instant.
-fn move_timer(timers: &mut BTreeSet<(u64, TaskId)>, tasks: &TaskStore, at_ms: u64, id: TaskId) {
-    timers.remove(&(at_ms, id));
-    if let Some(t) = tasks.get(&id).and_then(Task::timer_ms) {
-        timers.insert((t, id));
     }
 }
 

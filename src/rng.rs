@@ -1,6 +1,5 @@
 //! Randomness comes in from the embedder: a seed, or a CSPRNG it supplies.
 
-use parking_lot::Mutex;
 use rand::{CryptoRng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use std::fmt;
@@ -12,10 +11,7 @@ use std::fmt;
 /// platform and release), or any CSPRNG you trust ([`KeySource::from_rng`]), e.g. one seeded
 /// from the OS by the embedding server.
 pub struct KeySource {
-    /// Behind a mutex only so that `KeySource` (and so [`Queue`](crate::Queue)) is `Sync` for
-    /// [`SharedQueue`](crate::SharedQueue)'s shared lock; the queue reaches it through `&mut`
-    /// (`get_mut`), which never locks.
-    rng: Mutex<Box<dyn CryptoRng + Send>>,
+    rng: Box<dyn CryptoRng + Send>,
 }
 
 impl KeySource {
@@ -27,13 +23,11 @@ impl KeySource {
 
     /// Any cryptographically secure generator.
     pub fn from_rng<R: CryptoRng + Send + 'static>(rng: R) -> KeySource {
-        KeySource {
-            rng: Mutex::new(Box::new(rng)),
-        }
+        KeySource { rng: Box::new(rng) }
     }
 
     pub(crate) fn rng(&mut self) -> &mut dyn RngCore {
-        &mut **self.rng.get_mut()
+        &mut *self.rng
     }
 }
 

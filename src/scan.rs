@@ -61,8 +61,8 @@ impl Queue {
         self.commit(Event::TaskQueued {
             task,
             application: scan.application,
-            scanner: scan.scanner.to_owned(),
-            target_url: scan.target_url.map(str::to_owned),
+            scanner: self.scanner_name(scan.scanner),
+            target_url: scan.target_url.map(Into::into),
             scan_config: scan.scan_config,
             at_ms: now_ms,
             timeout_ms: now_ms.saturating_add(self.config.task_deadline_ms),
@@ -84,13 +84,18 @@ impl Queue {
                 reason: "must be at least 1",
             });
         }
-        check_scanner_name(scanner, self.config.max_scanner_len).map_err(|e| match e {
-            NameError::TooLong => self.bound(Bound::ScannerLen),
-            NameError::Invalid(reason) => Error::InvalidInput {
-                field: Field::Scanner,
-                reason,
-            },
-        })?;
+        // A scanner with open tasks passed these checks when its first task was queued (or
+        // restored under this configuration).
+        let known = self.scanners.contains_key(scanner);
+        if !known {
+            check_scanner_name(scanner, self.config.max_scanner_len).map_err(|e| match e {
+                NameError::TooLong => self.bound(Bound::ScannerLen),
+                NameError::Invalid(reason) => Error::InvalidInput {
+                    field: Field::Scanner,
+                    reason,
+                },
+            })?;
+        }
         if let Some(url) = target_url {
             self.check_len(url, self.config.max_url_len, Bound::UrlLen)?;
             check_url(url).map_err(|reason| Error::InvalidInput {
@@ -105,7 +110,7 @@ impl Queue {
         if self.open_tasks() >= self.config.max_open_tasks {
             return Err(self.bound(Bound::OpenTasks));
         }
-        if !self.scanners.contains_key(scanner) && self.scanners.len() >= self.config.max_scanners {
+        if !known && self.scanners.len() >= self.config.max_scanners {
             return Err(self.bound(Bound::Scanners));
         }
         Ok(())

@@ -103,7 +103,7 @@ impl Queue {
                 Agent {
                     key: agent.key,
                     registered_ms: agent.registered_ms,
-                    tasks: BTreeSet::new(),
+                    tasks: Vec::new(),
                 },
             );
         }
@@ -212,7 +212,7 @@ impl Queue {
             }
             let in_timers = t.timer_ms().map(|ms| self.timers.contains(&(ms, *id)));
             let scanner = self.scanners.get(&*t.scanner);
-            let in_scanner_queue = scanner.is_some_and(|s| s.queued.contains(id));
+            let in_scanner_queue = scanner.is_some_and(|s| s.queued.binary_search(id).is_ok());
             match t.status {
                 TaskStatus::Queued => {
                     if t.assignment.is_some() || !in_scanner_queue {
@@ -226,7 +226,7 @@ impl Queue {
                     let holds = self
                         .agents
                         .get(&a.agent)
-                        .is_some_and(|ag| ag.tasks.contains(id));
+                        .is_some_and(|ag| ag.tasks.binary_search(id).is_ok());
                     if !holds || t.attempts == 0 || t.start_ms.is_none() || in_scanner_queue {
                         return at("active but not held by a live agent, or still queued");
                     }
@@ -269,7 +269,8 @@ impl Queue {
             return bad("finished order differs from the finished tasks".into());
         }
         let agent_held: usize = self.agents.values().map(|a| a.tasks.len()).sum();
-        if agent_held != held {
+        let sorted = |ids: &[TaskId]| ids.iter().zip(ids.iter().skip(1)).all(|(a, b)| a < b);
+        if agent_held != held || !self.agents.values().all(|a| sorted(&a.tasks)) {
             return bad("agents' task sets differ from the active tasks".into());
         }
         if self.agent_by_selector.len() != self.agents.len() {
@@ -290,14 +291,20 @@ impl Queue {
             if s.open != open {
                 return bad(format!("scanner {name:?} open count is wrong"));
             }
-            let all_queued = s.queued.iter().all(|id| {
-                self.tasks
-                    .get(id)
-                    .is_some_and(|t| t.status == TaskStatus::Queued && *t.scanner == *name)
-            });
+            let sorted = s
+                .queued
+                .iter()
+                .zip(s.queued.iter().skip(1))
+                .all(|(a, b)| a < b);
+            let all_queued = sorted
+                && s.queued.iter().all(|id| {
+                    self.tasks
+                        .get(id)
+                        .is_some_and(|t| t.status == TaskStatus::Queued && *t.scanner == *name)
+                });
             if !all_queued {
                 return bad(format!(
-                    "scanner {name:?} queue holds a task not queued for it"
+                    "scanner {name:?} queue is out of order or holds a task not queued for it"
                 ));
             }
         }

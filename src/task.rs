@@ -18,7 +18,7 @@ pub struct Task {
     pub(crate) application: ApplicationId,
     /// Interned: every open task of one scanner shares one allocation.
     pub(crate) scanner: Arc<str>,
-    pub(crate) target_url: Option<Box<str>>,
+    pub(crate) target_url: Option<Arc<str>>,
     pub(crate) scan_config: Option<ScanConfigId>,
     pub(crate) status: TaskStatus,
     pub(crate) create_ms: u64,
@@ -84,10 +84,10 @@ pub enum StatusMessage {
     /// `Assigning task to an agent with agentConfig:\n{agent_config}`.
     Assigned {
         /// The agent's configuration text.
-        agent_config: Box<str>,
+        agent_config: Arc<str>,
     },
     /// A status update from the agent, verbatim.
-    Update(Box<str>),
+    Update(Arc<str>),
     /// `Scan completed successfully at: {time}`.
     Completed {
         /// Completion time.
@@ -98,7 +98,7 @@ pub enum StatusMessage {
         /// The task (its id is part of ThreadFix's text).
         task: TaskId,
         /// The agent's reason, verbatim.
-        reason: Box<str>,
+        reason: Arc<str>,
     },
     /// The lease ran out and the task went back to the queue.
     LeaseExpiredRequeued {

@@ -1283,14 +1283,16 @@ fn repeating_complete_with_the_same_keys_answers_the_same() {
     let first = q
         .complete_task(T0 + 10, id, &a, &h.task_key)
         .unwrap()
-        .clone();
+        .map(scan_queue::Task::clone);
+    assert!(!first.is_repeat());
     q.drain_events().for_each(drop);
     let snap = q.snapshot();
     let again = q
         .complete_task(T0 + 20, id, &a, &h.task_key)
         .unwrap()
-        .clone();
-    assert_eq!(again, first);
+        .map(scan_queue::Task::clone);
+    assert!(again.is_repeat());
+    assert_eq!(*again, *first);
     assert_eq!(again.end_ms(), Some(T0 + 10));
     assert_eq!(q.drain_events().count(), 0);
     let mut expected = snap;
@@ -1339,12 +1341,14 @@ fn repeating_fail_answers_with_the_first_reason_and_complete_after_fail_is_refus
     let first = q
         .fail_task(T0 + 10, id, "first", &a, &h.task_key)
         .unwrap()
-        .clone();
+        .map(scan_queue::Task::clone);
+    assert!(!first.is_repeat());
     let again = q
         .fail_task(T0 + 20, id, "second", &a, &h.task_key)
         .unwrap()
-        .clone();
-    assert_eq!(again, first);
+        .map(scan_queue::Task::clone);
+    assert!(again.is_repeat());
+    assert_eq!(*again, *first);
     assert!(again.failure_message().unwrap().ends_with("reason: first"));
     assert_eq!(again.end_ms(), Some(T0 + 10));
     let e = refused(&mut q, T0 + 30, |q| {

@@ -192,7 +192,7 @@ fn applying_the_journal_rebuilds_the_same_state() {
             let json = serde_json::to_string(&event).unwrap();
             let event: Event = serde_json::from_str(&json).unwrap();
             replica
-                .apply(&event)
+                .apply(event.clone())
                 .unwrap_or_else(|e| panic!("{event:?}: {e}"));
             journal.push(event);
         }
@@ -235,7 +235,7 @@ fn applying_the_journal_rebuilds_the_same_state() {
     // A fresh queue fed the whole journal at once ends in the same state.
     let mut fresh = Queue::new(replay_config(), KeySource::from_seed([3; 32])).unwrap();
     for event in &journal {
-        fresh.apply(event).unwrap();
+        fresh.apply(event.clone()).unwrap();
     }
     let end = live.clock_ms() + 5 * DEADLINE_MS;
     live.advance(end);
@@ -249,7 +249,7 @@ fn applying_the_journal_rebuilds_the_same_state() {
     );
     // Replaying the journal again on the rebuilt queue is refused at the first event.
     let before = fresh.snapshot();
-    assert!(fresh.apply(&journal[0]).is_err());
+    assert!(fresh.apply(journal[0].clone()).is_err());
     assert_eq!(fresh.snapshot(), before);
 }
 
@@ -362,7 +362,8 @@ fn a_restored_queue_honours_existing_keys_like_the_live_one() {
         q.drain_events().for_each(drop);
         out.push(format!(
             "{:?}",
-            q.update_status(T0 + 2, id1, "x", &a, &h1.task_key).cloned()
+            q.update_status(T0 + 2, id1, "x", &a, &h1.task_key)
+                .map(|t| t.into_inner().clone())
         ));
         out.push(format!(
             "{:?}",
@@ -374,11 +375,13 @@ fn a_restored_queue_honours_existing_keys_like_the_live_one() {
         ));
         out.push(format!(
             "{:?}",
-            q.fail_task(T0 + 4, id2, "r", &b, &h2.task_key).cloned()
+            q.fail_task(T0 + 4, id2, "r", &b, &h2.task_key)
+                .map(|t| t.into_inner().clone())
         ));
         out.push(format!(
             "{:?}",
-            q.complete_task(T0 + 5, id1, &a, &h1.task_key).cloned()
+            q.complete_task(T0 + 5, id1, &a, &h1.task_key)
+                .map(|t| t.into_inner().clone())
         ));
         out.push(format!(
             "{:?}",
@@ -454,7 +457,7 @@ fn any_task_key() -> TaskKey {
 fn refuse_event(q: &mut Queue, event: Event) -> Error {
     let before = q.snapshot();
     let err = q
-        .apply(&event)
+        .apply(event.clone())
         .expect_err(&format!("{event:?} should be refused"));
     assert_eq!(q.snapshot(), before, "{event:?} changed the state");
     assert_eq!(q.drain_events().count(), 0);
@@ -492,7 +495,7 @@ fn apply_refuses_events_that_do_not_fit() {
         task,
         agent,
         task_key: any_task_key(),
-        agent_config: String::new(),
+        agent_config: "".into(),
         at_ms: now,
         lease_until_ms: now + LEASE_MS,
     };
@@ -618,8 +621,8 @@ fn apply_refuses_events_that_do_not_fit() {
         },
     );
     // The right events still apply.
-    q.apply(&queued(4, now)).unwrap();
-    q.apply(&assigned(t3, a_id)).unwrap();
+    q.apply(queued(4, now)).unwrap();
+    q.apply(assigned(t3, a_id)).unwrap();
     q.check_invariants().unwrap();
 }
 
@@ -672,7 +675,7 @@ fn apply_refuses_events_out_of_time_order() {
         },
     );
     // What the live queue does applies.
-    q.apply(&Event::LeaseExpired {
+    q.apply(Event::LeaseExpired {
         task: h.id,
         at_ms: lease_end,
         requeued: false,
@@ -1139,7 +1142,7 @@ fn a_snapshot_plus_the_journal_after_it_rebuilds_the_state() {
             Queue::restore(replay_config(), KeySource::from_seed([2; 32]), snap).unwrap();
         for event in &journal {
             replica
-                .apply(event)
+                .apply(event.clone())
                 .unwrap_or_else(|e| panic!("checkpoint {i}: {event:?}: {e}"));
         }
         replica.advance(end);

@@ -111,6 +111,7 @@ fn world() -> World {
     let done = q
         .complete_task(T0 + 3, held[1].id, &k[0], &held[1].task_key)
         .unwrap()
+        .into_inner()
         .clone();
     leaks.debug("completed Task", &done);
     let again = q.complete_task(T0 + 4, held[1].id, &k[0], &held[1].task_key);
@@ -320,7 +321,7 @@ fn refused_restores_applies_and_parses_do_not_show_keys() {
     let mut q = q;
     let mut refused = 0;
     for ev in &events {
-        if let Err(e) = q.apply(ev) {
+        if let Err(e) = q.apply(ev.clone()) {
             leaks.both("apply error", &e);
             refused += 1;
         }

@@ -478,7 +478,7 @@ impl Model {
                 }
                 let scanner = SCANNERS
                     .iter()
-                    .position(|s| s == scanner)
+                    .position(|s| *s == &**scanner)
                     .ok_or("task queued for an unknown scanner")?;
                 self.tasks.push(MTask {
                     scanner,
@@ -838,7 +838,7 @@ impl Sim {
             self.fail(format!("the queue emitted an event the SPEC forbids: {e}"));
         }
         if let Some(replica) = &mut self.replica
-            && let Err(e) = replica.apply(&event)
+            && let Err(e) = replica.apply(event.clone())
         {
             self.fail(format!(
                 "replica refused event {} of the log: {e}",
@@ -1056,7 +1056,7 @@ impl Sim {
                 let name = SCANNERS[scanner];
                 let ok = move |e: &Event| {
                     matches!(e, Event::TaskQueued { task, scanner, at_ms, timeout_ms: t, .. }
-                        if *task == id && scanner == name && *at_ms == effective
+                        if *task == id && &**scanner == name && *at_ms == effective
                             && *t == effective + deadline && *t == timeout_ms)
                 };
                 self.expect_events(rest, Some(&ok), "queue_scan");
@@ -1223,7 +1223,7 @@ impl Sim {
                 .queue
                 .fail_task(now, task, message, agent_key, task_key),
         }
-        .map(Seen::of);
+        .map(|answer| Seen::of(&answer));
         if let Err(e) = &result
             && e.is_key_rejection()
         {
@@ -1258,7 +1258,7 @@ impl Sim {
                         },
                     ) => {
                         *t == task
-                            && *m == message
+                            && **m == *message
                             && *at_ms == effective
                             && *lease_until_ms == lease
                     }
@@ -1272,7 +1272,7 @@ impl Sim {
                             reason,
                             at_ms,
                         },
-                    ) => *t == task && *reason == message && *at_ms == effective,
+                    ) => *t == task && **reason == *message && *at_ms == effective,
                     _ => false,
                 };
                 self.expect_events(rest, Some(&ok), &what);
@@ -1637,7 +1637,7 @@ impl Sim {
         let before = deadline_ms.saturating_sub(1);
         if before >= self.queue.clock_ms() {
             self.queue.advance(before);
-            if self.queue.poll_event().is_some() {
+            if self.queue.drain_events().next().is_some() {
                 self.fail(format!(
                     "next_deadline_ms said {deadline_ms}, but something expired earlier"
                 ));
@@ -1880,7 +1880,7 @@ impl Sim {
         self.r.drained = self.drained();
         if let Some(mut replica) = self.replica.take() {
             replica.advance(self.now_ms);
-            if replica.poll_event().is_some() {
+            if replica.drain_events().next().is_some() {
                 self.fail("the replica found an expiry the live queue did not");
             }
             if let Err(e) = replica.check_invariants() {

@@ -127,7 +127,7 @@ fuzz_target!(|input: Input| {
         )
         .expect("a snapshot of a live queue restores");
         for event in queue.drain_events() {
-            if let Err(e) = replay.apply(&event) {
+            if let Err(e) = replay.apply(event.clone()) {
                 panic!("event {event:?} does not replay: {e}");
             }
         }
@@ -136,7 +136,7 @@ fuzz_target!(|input: Input| {
         let clock = queue.clock_ms();
         queue.advance(clock);
         for event in queue.drain_events() {
-            replay.apply(&event).expect("expiry events replay");
+            replay.apply(event).expect("expiry events replay");
         }
         replay.advance(clock);
         assert_eq!(

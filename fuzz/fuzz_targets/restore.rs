@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(events) = serde_json::from_slice::<Vec<Event>>(data) {
         let mut queue = Queue::new(small, KeySource::from_seed([2; 32])).unwrap();
-        for event in &events {
+        for event in events {
             let before = queue.snapshot();
             match queue.apply(event) {
                 Ok(()) => queue

@@ -289,7 +289,7 @@ pub(crate) async fn complete_task(
             .queue
             .complete_task(now, call.task, call.agent_key, call.task_key)
         {
-            Ok(task) => task.clone(),
+            Ok(answer) => answer.into_inner().clone(),
             Err(e) => return (Err(core_refusal(state, &e)), Some(kept)),
         };
         let unused = if state.result(call.task).is_none() {

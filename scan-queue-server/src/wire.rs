@@ -298,9 +298,12 @@ pub struct ResultsPage {
 /// );
 /// ```
 pub fn fail_message(task: u64, reason: &str) -> String {
-    format!(
-        "ScanAgent reported that the scan task: {task} had failed client-side for the following reason: {reason}"
-    )
+    // The text is the core's (the status message it records); written once, there.
+    scan_queue::StatusMessage::Failed {
+        task: scan_queue::TaskId(task),
+        reason: reason.into(),
+    }
+    .to_string()
 }
 
 /// `Missing required parameter: {name}.` (ours), except ThreadFix's own text for a missing

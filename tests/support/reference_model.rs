@@ -1180,13 +1180,14 @@ impl Sut {
                 let task = self
                     .queue
                     .update_status(now, TaskId(*task), message, &agent, &key)?;
-                Got::Task(task.clone())
+                Got::Task(task.into_inner().clone())
             }
             Call::Complete { task, agent, key } => {
                 let (agent, key) = (self.agent_key(*agent), self.task_key(*key));
                 Got::Task(
                     self.queue
                         .complete_task(now, TaskId(*task), &agent, &key)?
+                        .into_inner()
                         .clone(),
                 )
             }
@@ -1200,7 +1201,7 @@ impl Sut {
                 let task = self
                     .queue
                     .fail_task(now, TaskId(*task), message, &agent, &key)?;
-                Got::Task(task.clone())
+                Got::Task(task.into_inner().clone())
             }
             Call::Cancel { task } => Got::Task(self.queue.cancel_task(now, TaskId(*task))?.clone()),
             Call::Revoke { agent } => {
@@ -1380,11 +1381,14 @@ impl Sut {
         let events: Vec<_> = self.queue.drain_events().collect();
         for event in &events {
             replay
-                .apply(event)
+                .apply(event.clone())
                 .unwrap_or_else(|e| panic!("journal does not replay: {e} at {event:?}"));
         }
         replay.advance(step.now);
-        assert!(replay.poll_event().is_none(), "the journal missed a timer");
+        assert!(
+            replay.drain_events().next().is_none(),
+            "the journal missed a timer"
+        );
         assert_eq!(
             replay.snapshot(),
             after,

@@ -287,7 +287,7 @@ impl State {
     /// Applies a record read back from the log (recovery, a standby).
     pub(crate) fn apply(&mut self, record: Record) -> Result<(), ApplyError> {
         match record {
-            Record::Event(event) => Ok(self.queue.apply(&event)?),
+            Record::Event(event) => Ok(self.queue.apply(event)?),
             Record::Fact(fact) => self.apply_fact(fact),
         }
     }
@@ -347,7 +347,7 @@ impl State {
             }
             Fact::Completed { event, result } => {
                 completion_of(&event, &result)?;
-                self.queue.apply(&event)?;
+                self.queue.apply(event)?;
                 self.insert_result(result)
             }
         }
