@@ -246,24 +246,26 @@ impl Client {
         agent_key: &Secret,
         task_key: &Secret,
     ) -> Result<(), CallError> {
-        let id = task.0.to_string();
-        let form = [
-            ("scanQueueTaskId", id.as_str()),
-            ("message", message),
-            ("scanAgentSecureKey", agent_key.expose()),
-            ("secureTaskKey", task_key.expose()),
-        ];
-        self.call::<serde::de::IgnoredAny>(
-            self.http.post(self.url("taskStatusUpdate")).form(&form),
-            self.request_timeout,
-        )
-        .await
-        .map(drop)
+        self.task_message("taskStatusUpdate", task, message, agent_key, task_key)
+            .await
     }
 
     /// `failTask` with a reason.
     pub async fn fail_task(
         &self,
+        task: TaskId,
+        message: &str,
+        agent_key: &Secret,
+        task_key: &Secret,
+    ) -> Result<(), CallError> {
+        self.task_message("failTask", task, message, agent_key, task_key)
+            .await
+    }
+
+    /// An agent call on a task with a message (`taskStatusUpdate`, `failTask`).
+    async fn task_message(
+        &self,
+        op: &str,
         task: TaskId,
         message: &str,
         agent_key: &Secret,
@@ -277,7 +279,7 @@ impl Client {
             ("secureTaskKey", task_key.expose()),
         ];
         self.call::<serde::de::IgnoredAny>(
-            self.http.post(self.url("failTask")).form(&form),
+            self.http.post(self.url(op)).form(&form),
             self.request_timeout,
         )
         .await
