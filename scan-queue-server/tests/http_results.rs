@@ -204,6 +204,16 @@ async fn refusals_are_clear_envelopes() {
     );
     let r = json(get(&s, &api(&s, "applications/x/results")).await).await;
     assert_failure(&r, "Invalid appId: 'x' is not a positive integer.");
+    // Another method: a 405 envelope (a fuzz finding: it was an empty 405).
+    let r = s
+        .http
+        .post(api(&s, &format!("tasks/{id}/result")))
+        .header("Authorization", format!("APIKEY {API_KEY}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_failure(&json(r).await, "Method POST is not allowed here; use GET.");
     let r = list(&s, 7, "?limit=0").await;
     assert_failure(&r, "Invalid limit: '0' is not a positive integer.");
     s.stop().await;

@@ -154,19 +154,19 @@ pub(crate) fn router(app: Arc<App>, other: axum::Router<Arc<App>>) -> axum::Rout
             router
                 .route(
                     &format!("{prefix}/rest/tasks/{{op}}/result"),
-                    get(results::download),
+                    get(results::download).fallback(get_only),
                 )
                 .route(
                     &format!("{prefix}/rest/{{version}}/tasks/{{op}}/result"),
-                    get(results::download),
+                    get(results::download).fallback(get_only),
                 )
                 .route(
                     &format!("{prefix}/rest/applications/{{app}}/results"),
-                    get(results::list),
+                    get(results::list).fallback(get_only),
                 )
                 .route(
                     &format!("{prefix}/rest/{{version}}/applications/{{app}}/results"),
-                    get(results::list),
+                    get(results::list).fallback(get_only),
                 )
         });
     other
@@ -245,6 +245,15 @@ async fn unknown_endpoint(request: Request) -> Response {
         format!("Unknown endpoint: {path}. Endpoints are /rest/{{version}}/tasks/{{name}}."),
     )));
     tagged(response, "unknown", "not_found")
+}
+
+/// Another method than GET on a results path: a 405 envelope, as for the operations.
+async fn get_only(request: Request) -> Response {
+    let response = reply(Err(Failure::with_status(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("Method {} is not allowed here; use GET.", request.method()),
+    )));
+    tagged(response, "results", "refused")
 }
 
 fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
