@@ -27,6 +27,13 @@ fn scanner(name: &str, args: &[&str], more: &str) -> String {
     )
 }
 
+/// A scanner `name` running `slow.sh`, which writes its process id to `pidfile` and runs
+/// until killed.
+fn slow_scanner(name: &str, pidfile: &std::path::Path) -> String {
+    let pidfile = pidfile.display().to_string();
+    scanner(name, &[&fixture("slow.sh"), "{output}", &pidfile], "")
+}
+
 fn is_active(s: TaskStatus) -> bool {
     s == TaskStatus::InProgress
 }
@@ -325,18 +332,7 @@ async fn a_killed_agent_s_task_goes_to_another_agent_after_the_lease() {
     let pidfile = pids.path().join("pid");
     let first = AgentFiles::new(
         &s,
-        &format!(
-            "{FAST}\n{}",
-            scanner(
-                "Fake Scanner",
-                &[
-                    &fixture("slow.sh"),
-                    "{output}",
-                    &pidfile.display().to_string()
-                ],
-                ""
-            )
-        ),
+        &format!("{FAST}\n{}", slow_scanner("Fake Scanner", &pidfile)),
     );
     let mut a = first.spawn(&[]);
     s.wait_for(id, "the first agent's scan", is_active).await;
@@ -402,18 +398,7 @@ async fn a_task_cancelled_on_the_server_stops_its_scanner() {
     let pidfile = pids.path().join("pid");
     let files = AgentFiles::new(
         &s,
-        &format!(
-            "{FAST}\n{}",
-            scanner(
-                "Fake Scanner",
-                &[
-                    &fixture("slow.sh"),
-                    "{output}",
-                    &pidfile.display().to_string()
-                ],
-                ""
-            )
-        ),
+        &format!("{FAST}\n{}", slow_scanner("Fake Scanner", &pidfile)),
     );
     let mut agent = files.spawn(&[]);
     s.wait_for(id, "the scan", is_active).await;
@@ -518,15 +503,7 @@ async fn sigterm_lets_scans_finish_within_the_grace_period_and_fails_the_rest() 
         &format!(
             "{FAST}\nconcurrency = 2\nshutdown_grace = \"2s\"\n{}{}",
             scanner("Quick", &[&fixture("silent.sh"), "{output}", "1"], ""),
-            scanner(
-                "Slow",
-                &[
-                    &fixture("slow.sh"),
-                    "{output}",
-                    &pidfile.display().to_string()
-                ],
-                ""
-            ),
+            slow_scanner("Slow", &pidfile),
         ),
     );
     let mut agent = files.spawn(&[]);

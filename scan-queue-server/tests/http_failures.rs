@@ -20,6 +20,19 @@ async fn one_assigned() -> (TestServer, String, String) {
     (s, agent, task_key)
 }
 
+/// completeTask with `form` and no `Authorization` header (any key is in the form).
+async fn without_header(s: &TestServer, form: Form) -> serde_json::Value {
+    json(
+        s.http
+            .post(s.url("completeTask"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
 fn status(s: &TestServer, id: u64) -> TaskStatus {
     s.server.queue().task(TaskId(id)).unwrap().status()
 }
@@ -106,15 +119,7 @@ async fn an_api_key_after_the_file_is_honoured_and_a_large_early_file_refused() 
     let (s, agent, task_key) = one_assigned().await;
     // A wrong key after the file: refused, nothing stored.
     let form = complete_form(1, &agent, &task_key, b"<xml/>").text("apiKey", "wrong");
-    let r = json(
-        s.http
-            .post(s.url("completeTask"))
-            .multipart(form)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let r = without_header(&s, form).await;
     assert_failure(&r, "Authentication failed, check your API Key.");
     assert_eq!(status(&s, 1), TaskStatus::Assigned);
     assert!(s.results().is_empty() && s.incoming().is_empty());
@@ -122,15 +127,7 @@ async fn an_api_key_after_the_file_is_honoured_and_a_large_early_file_refused() 
     // a message saying to send the key first; nothing reached the disk.
     let big = vec![b'x'; 200 * 1024];
     let form = complete_form(1, &agent, &task_key, &big).text("apiKey", API_KEY);
-    let r = json(
-        s.http
-            .post(s.url("completeTask"))
-            .multipart(form)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let r = without_header(&s, form).await;
     assert_eq!(r["success"], false, "{r}");
     let message = r["message"].as_str().unwrap();
     assert!(
@@ -141,15 +138,7 @@ async fn an_api_key_after_the_file_is_honoured_and_a_large_early_file_refused() 
     assert!(s.results().is_empty() && s.incoming().is_empty());
     // The right key after a small file: honoured (regression: it used to be refused).
     let form = complete_form(1, &agent, &task_key, b"<xml/>").text("apiKey", API_KEY);
-    let r = json(
-        s.http
-            .post(s.url("completeTask"))
-            .multipart(form)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let r = without_header(&s, form).await;
     assert_eq!(r["success"], true, "{r}");
     assert_eq!(r["object"]["statusString"], "COMPLETE_SUCCESSFUL", "{r}");
     let results = s.results();
@@ -169,15 +158,7 @@ async fn an_api_key_field_before_the_file_works() {
         .text("scanAgentSecureKey", agent.clone())
         .text("secureTaskKey", task_key.clone())
         .part("file", Part::bytes(b"<xml/>".to_vec()).file_name("r.xml"));
-    let r = json(
-        s.http
-            .post(s.url("completeTask"))
-            .multipart(form)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let r = without_header(&s, form).await;
     assert_eq!(r["success"], true, "{r}");
     assert_eq!(s.results().len(), 1);
     assert!(s.incoming().is_empty());
