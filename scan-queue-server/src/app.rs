@@ -6,6 +6,7 @@
 use crate::auth::ApiKeys;
 use crate::clock::Clock;
 use crate::config::ServerConfig;
+use crate::http::Failure;
 use crate::metrics::Metrics;
 use crate::scanners::Scanners;
 use crate::state::{Fact, Record, Retention, State};
@@ -13,7 +14,6 @@ use crate::storage::Storage;
 use crate::webhook::Webhooks;
 use parking_lot::Mutex;
 use scan_queue::{AgentId, Event, Queue, TaskId, TaskStatus};
-use crate::http::Failure;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -104,9 +104,9 @@ impl App {
             config_bytes: config.max_config_bytes,
             agent_config_bytes: config.queue.max_agent_config_len,
         };
-        let previous_until = clock
-            .now_ms()
-            .saturating_add(u64::try_from(config.previous_api_key_grace.as_millis()).unwrap_or(u64::MAX));
+        let previous_until = clock.now_ms().saturating_add(
+            u64::try_from(config.previous_api_key_grace.as_millis()).unwrap_or(u64::MAX),
+        );
         App {
             state: Mutex::new(state),
             storage,
@@ -116,7 +116,9 @@ impl App {
                 config.previous_api_key.map(|key| (key, previous_until)),
             ),
             throttle: crate::throttle::Throttle::new(config.auth_throttle),
-            uploads: std::sync::Arc::new(tokio::sync::Semaphore::new(config.edge.max_uploads.max(1))),
+            uploads: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                config.edge.max_uploads.max(1),
+            )),
             edge: config.edge,
             scanners: config.scanners,
             limits,

@@ -1,13 +1,13 @@
 //! What a server is configured with, and the checks it must pass before the server starts.
 
 use crate::auth::ApiKey;
+use crate::edge::Edge;
 use crate::report::ResultCheck;
 use crate::scanners::Scanners;
 use crate::state::Retention;
 use crate::storage::journal::Durability;
-use crate::webhook::Webhooks;
-use crate::edge::Edge;
 use crate::throttle::AuthThrottle;
+use crate::webhook::Webhooks;
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -11,10 +11,16 @@ use scan_queue_server::{
     ApiKey, AuthThrottle, Durability, Edge, Fsync, Retention, Scanner, Scanners, Server,
     ServerConfig, TlsFiles, Webhook, WebhookSecret, Webhooks,
 };
-use std::time::Duration;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+/// jemalloc, with its background thread purging freed pages (10 s after they are freed): glibc's
+/// allocator kept a burst of connections' buffers for good (edge_attacks.rs, 10 000
+/// connections: glibc 18.7 MB -> 33.3 MB resident after; figures in BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// The scan agent task queue, speaking ThreadFix's Tasks API.
 ///
@@ -231,6 +237,9 @@ impl From<FsyncArg> for Fsync {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        eprintln!("scan-queue-server: jemalloc's background purging is off ({e})");
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

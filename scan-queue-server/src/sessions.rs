@@ -180,7 +180,11 @@ mod tests {
         let s = sessions.create(1_000, None).unwrap();
         let h = header(&s);
         assert!(sessions.find(Some(&h), 2_000).is_some());
-        assert!(sessions.find(Some("scan_queue_session=nope"), 2_000).is_none());
+        assert!(
+            sessions
+                .find(Some("scan_queue_session=nope"), 2_000)
+                .is_none()
+        );
         assert!(sessions.find(None, 2_000).is_none());
         assert!(s.csrf_matches(&s.csrf.clone()));
         assert!(!s.csrf_matches(""));
@@ -196,7 +200,11 @@ mod tests {
         assert!(sessions.find(Some(&h), 1_000 + SESSION_MS).is_none());
         // Idle too long.
         let idle = sessions.create(5_000, None).unwrap();
-        assert!(sessions.find(Some(&header(&idle)), 5_000 + IDLE_MS).is_none());
+        assert!(
+            sessions
+                .find(Some(&header(&idle)), 5_000 + IDLE_MS)
+                .is_none()
+        );
         // Logout.
         let last = sessions.create(6_000, None).unwrap();
         sessions.remove(&last);

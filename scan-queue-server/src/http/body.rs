@@ -118,60 +118,71 @@ pub(crate) async fn receive(
         let mut multipart = Multipart::from_request(request, &())
             .await
             .map_err(|e| Failure::new(format!("Malformed multipart body: {}.", e.body_text())))?;
-        let mut parts = 0;
-        while let Some(mut field) = multipart.next_field().await.map_err(multipart_failure)? {
-            parts += 1;
-            if parts > MAX_PARTS {
-                return Err(Failure::new(format!(
-                    "Too many multipart parts: at most {MAX_PARTS}."
-                )));
-            }
-            let name = field.name().unwrap_or("").to_owned();
-            let Some(sink) = sink(app, op, &name) else {
-                let value = read_limited(&mut field, &name, limits.field_bytes).await?;
-                params.push(name, String::from_utf8_lossy(&value).into_owned())?;
-                continue;
-            };
-            if file.is_some() || early.is_some() {
-                return Err(Failure::new(format!(
-                    "Only one file may be uploaded; got a second '{name}'."
-                )));
-            }
-            if auth == Auth::NotYet {
-                auth = check(&params)?;
-            }
-            let content_type = field.content_type().map(str::to_owned);
-            let file_name = field.file_name().map(str::to_owned);
-            let ready = auth == Auth::Yes && (op != Op::CompleteTask || may_complete(app, &params)?);
-            file = match (ready, sink) {
-                (true, Sink::Memory(max)) => Some(FilePart::Memory {
-                    bytes: read_limited(&mut field, &name, max).await?,
-                    content_type,
-                }),
-                (true, Sink::Storage(max)) => {
-                    permit = Some(upload_permit(app)?);
-                    let mut upload = app.storage.stage(file_name).await.map_err(io_failure)?;
-                    upload.content_type = content_type;
-                    while let Some(chunk) = field.chunk().await.map_err(multipart_failure)? {
-                        if upload.len + chunk.len() as u64 > max {
-                            return Err(too_large(&name, max));
-                        }
-                        upload.write(&chunk).await.map_err(io_failure)?;
-                        too_slow(app, started, upload.len)?;
-                    }
-                    Some(FilePart::Staged(Box::new(upload)))
+        let read: Result<(), Failure> = async {
+            let mut parts = 0;
+            while let Some(mut field) = multipart.next_field().await.map_err(multipart_failure)? {
+                parts += 1;
+                if parts > MAX_PARTS {
+                    return Err(Failure::new(format!(
+                        "Too many multipart parts: at most {MAX_PARTS}."
+                    )));
                 }
-                (false, _) => {
-                    let bytes = read_before_key(&mut field, &name, sink, auth).await?;
-                    early = Some(Early {
-                        bytes,
+                let name = field.name().unwrap_or("").to_owned();
+                let Some(sink) = sink(app, op, &name) else {
+                    let value = read_limited(&mut field, &name, limits.field_bytes).await?;
+                    params.push(name, String::from_utf8_lossy(&value).into_owned())?;
+                    continue;
+                };
+                if file.is_some() || early.is_some() {
+                    return Err(Failure::new(format!(
+                        "Only one file may be uploaded; got a second '{name}'."
+                    )));
+                }
+                if auth == Auth::NotYet {
+                    auth = check(&params)?;
+                }
+                let content_type = field.content_type().map(str::to_owned);
+                let file_name = field.file_name().map(str::to_owned);
+                let ready =
+                    auth == Auth::Yes && (op != Op::CompleteTask || may_complete(app, &params)?);
+                file = match (ready, sink) {
+                    (true, Sink::Memory(max)) => Some(FilePart::Memory {
+                        bytes: read_limited(&mut field, &name, max).await?,
                         content_type,
-                        file_name,
-                        sink,
-                    });
-                    None
-                }
-            };
+                    }),
+                    (true, Sink::Storage(max)) => {
+                        permit = Some(upload_permit(app)?);
+                        let mut upload = app.storage.stage(file_name).await.map_err(io_failure)?;
+                        upload.content_type = content_type;
+                        while let Some(chunk) = field.chunk().await.map_err(multipart_failure)? {
+                            if upload.len + chunk.len() as u64 > max {
+                                return Err(too_large(&name, max));
+                            }
+                            upload.write(&chunk).await.map_err(io_failure)?;
+                            too_slow(app, started, upload.len)?;
+                        }
+                        Some(FilePart::Staged(Box::new(upload)))
+                    }
+                    (false, _) => {
+                        let bytes = read_before_key(&mut field, &name, sink, auth).await?;
+                        early = Some(Early {
+                            bytes,
+                            content_type,
+                            file_name,
+                            sink,
+                        });
+                        None
+                    }
+                };
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(failure) = read {
+            if failure.status != StatusCode::REQUEST_TIMEOUT {
+                drain(&mut multipart).await;
+            }
+            return Err(failure);
         }
     } else {
         let body = axum::body::to_bytes(request.into_body(), limits.form_bytes)
@@ -213,6 +224,27 @@ pub(crate) async fn receive(
         file,
         _upload: permit,
     })
+}
+
+/// How much of a refused multipart body is still read (and dropped), and for how long, so
+/// that a client still sending it gets to read the refusal (as nginx's lingering close); past
+/// either, the connection is closed after the answer. Nothing of it is kept.
+const DRAIN_BYTES: usize = 64 * 1024 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn drain(multipart: &mut Multipart) {
+    let discard = async {
+        let mut left = DRAIN_BYTES;
+        while let Ok(Some(mut field)) = multipart.next_field().await {
+            while let Ok(Some(chunk)) = field.chunk().await {
+                left = left.saturating_sub(chunk.len());
+                if left == 0 {
+                    return;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
 }
 
 /// The agent call's fields `completeTask` needs before its file may be stored.

@@ -66,9 +66,7 @@ impl Failure {
             retry_after_secs: Some(secs),
             ..Failure::with_status(
                 StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "Too many failed authentications from your address; retry in {secs} s."
-                ),
+                format!("Too many failed authentications from your address; retry in {secs} s."),
             )
         }
     }

@@ -1,8 +1,8 @@
 //! `GET /metrics`: the Prometheus scrape (see `metrics.rs` for what it holds).
 
 use crate::app::App;
-use crate::http::tagged;
 use crate::http::Failure;
+use crate::http::tagged;
 use axum::extract::{Request, State};
 use axum::http::header::{
     AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
