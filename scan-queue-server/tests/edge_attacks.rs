@@ -639,3 +639,155 @@ async fn https_with_a_self_signed_certificate() {
     let plain = client().post(s.api("scanners")).send().await;
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
 }
+
+/// An agent that took `n` ZAP tasks: its key, and each task's id and key.
+async fn agent_with_tasks(
+    s: &Server,
+    http: &reqwest::Client,
+    n: usize,
+) -> (String, Vec<(String, String)>) {
+    let agent = call(http, &s.api("requestScanAgentKey"), &[]).await["object"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        let r = call(
+            http,
+            &s.api("queueScan"),
+            &[("applicationId", "1"), ("scannerType", ZAP)],
+        )
+        .await;
+        assert_eq!(r["success"], true, "{r}");
+        let a = call(
+            http,
+            &s.api("requestTask"),
+            &[
+                ("scanners", ZAP),
+                ("scanAgentSecureKey", &agent),
+                ("agentConfig", "x"),
+            ],
+        )
+        .await;
+        tasks.push((
+            a["object"]["taskId"].to_string(),
+            a["object"]["secureTaskKey"].as_str().unwrap().to_owned(),
+        ));
+    }
+    (agent, tasks)
+}
+
+#[tokio::test]
+async fn uploads_past_max_uploads_get_503_and_a_trickle_is_cut() {
+    let s = Server::start(&[
+        "--max-uploads",
+        "1",
+        "--body-timeout-secs",
+        "1",
+        "--min-upload-rate",
+        "100000",
+    ]);
+    let http = client();
+    let (agent, tasks) = agent_with_tasks(&s, &http, 2).await;
+    // The first upload: its keys, then a file that trickles in at 500 B every 200 ms.
+    let boundary = "edgeboundary";
+    let mut head = String::new();
+    for (name, value) in [
+        ("scanQueueTaskId", tasks[0].0.as_str()),
+        ("scanAgentSecureKey", agent.as_str()),
+        ("secureTaskKey", tasks[0].1.as_str()),
+    ] {
+        head.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        ));
+    }
+    head.push_str(&format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"r.xml\"\r\n\r\n<r>"
+    ));
+    let mut trickle = TcpStream::connect(s.addr).await.unwrap();
+    trickle
+        .write_all(
+            format!(
+                "POST /rest/tasks/completeTask HTTP/1.1\r\nHost: x\r\nAuthorization: APIKEY {API_KEY}\r\n\
+                 Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: 10000000\r\n\r\n{head}"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let trickling = tokio::spawn(async move {
+        for _ in 0..100 {
+            if trickle.write_all(&[b' '; 500]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            // Stop writing once the server answered.
+            let mut probe = [0u8; 1];
+            if let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_millis(1), trickle.peek(&mut probe)).await
+                && n > 0
+            {
+                break;
+            }
+        }
+        until_closed(trickle, Duration::from_secs(10)).await
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The second, while the first holds the only place.
+    let form = reqwest::multipart::Form::new()
+        .text("scanQueueTaskId", tasks[1].0.clone())
+        .text("scanAgentSecureKey", agent.clone())
+        .text("secureTaskKey", tasks[1].1.clone())
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(b"<r/>".to_vec()).file_name("r.xml"),
+        );
+    let r = http
+        .post(s.api("completeTask"))
+        .header("Authorization", format!("APIKEY {API_KEY}"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    let envelope: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        envelope["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-uploads"),
+        "{envelope}"
+    );
+    // The trickle is cut once it has gone on for the body timeout below the minimum rate.
+    let (_, answer) = trickling.await.unwrap();
+    let cut_after = started.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("Upload too slow"), "{answer}");
+    assert!(
+        cut_after < Duration::from_secs(5),
+        "cut after {cut_after:?}"
+    );
+    // Its place is free again, and the staged bytes are gone.
+    let form = reqwest::multipart::Form::new()
+        .text("scanQueueTaskId", tasks[1].0.clone())
+        .text("scanAgentSecureKey", agent.clone())
+        .text("secureTaskKey", tasks[1].1.clone())
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(b"<r/>".to_vec()).file_name("r.xml"),
+        );
+    let r: serde_json::Value = http
+        .post(s.api("completeTask"))
+        .header("Authorization", format!("APIKEY {API_KEY}"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["success"], true, "{r}");
+    assert_eq!(files_under(&s.data("incoming")), 0);
+}
