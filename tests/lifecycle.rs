@@ -1755,7 +1755,7 @@ fn check_completion_tells_before_any_file_whether_complete_would_pass() {
     let snap = q.snapshot();
     assert_eq!(q.check_completion(id, &a, &h.task_key), Ok(()));
     assert_eq!(
-        q.check_completion(id, &FOREIGN_KEY, &h.task_key),
+        q.check_completion(id, FOREIGN_KEY, &h.task_key),
         Err(Error::InvalidAgentKey)
     );
     assert_eq!(
