@@ -9,7 +9,7 @@
 
 use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +36,10 @@ pub struct Edge {
     pub min_upload_rate: u64,
     /// HTTPS: the certificate chain and private key (PEM files); `None` serves plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// Proxies (HAProxy, nginx) whose `X-Forwarded-For` names the client: for a connection
+    /// from one of them, the client's address (for the throttle and the logs) is the last
+    /// address in that header. Connections from anywhere else are taken at their word only.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Default for Edge {
@@ -50,6 +54,7 @@ impl Default for Edge {
             request_timeout: Duration::from_secs(60),
             min_upload_rate: 8 * 1024,
             tls: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -142,7 +147,8 @@ pub(crate) async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = service(router.clone(), peer);
+        let trusted = edge.trusted_proxies.contains(&peer.ip());
+        let service = service(router.clone(), peer, trusted);
         let watcher = graceful.watcher();
         let http = http.clone();
         let tls = tls.clone();
@@ -178,24 +184,50 @@ pub(crate) fn peer(extensions: &axum::http::Extensions) -> Option<std::net::IpAd
         .map(|ConnectInfo(addr)| addr.ip())
 }
 
-type Service = hyper_util::service::TowerToHyperService<
-    axum::middleware::AddExtension<axum::Router, ConnectInfo<SocketAddr>>,
->;
-
-/// The router, with the peer's address as [`ConnectInfo`] on every request.
-fn service(router: axum::Router, peer: SocketAddr) -> Service {
-    use tower::Layer;
-    let router = axum::Extension(ConnectInfo(peer)).layer(router);
-    hyper_util::service::TowerToHyperService::new(router)
+/// The router as hyper's service, with the client's address as [`ConnectInfo`] on every
+/// request.
+fn service(
+    router: axum::Router,
+    peer: SocketAddr,
+    trusted: bool,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Send
++ 'static {
+    hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        let client = if trusted {
+            forwarded_for(request.headers()).map_or(peer, |ip| SocketAddr::new(ip, 0))
+        } else {
+            peer
+        };
+        request.extensions_mut().insert(ConnectInfo(client));
+        tower::ServiceExt::oneshot(router.clone(), request.map(axum::body::Body::new))
+    })
 }
 
-async fn serve_connection<I>(
+/// The address a trusted proxy appended to `X-Forwarded-For` (the last one).
+fn forwarded_for(headers: &axum::http::HeaderMap) -> Option<IpAddr> {
+    let last = headers.get_all("x-forwarded-for").into_iter().next_back()?;
+    last.to_str().ok()?.rsplit(',').next()?.trim().parse().ok()
+}
+
+async fn serve_connection<I, S>(
     http: &hyper::server::conn::http1::Builder,
     watcher: hyper_util::server::graceful::Watcher,
     io: I,
-    service: Service,
+    service: S,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
 {
     let conn = http.serve_connection(TokioIo::new(io), service);
     if let Err(e) = watcher.watch(conn).await {
@@ -217,6 +249,18 @@ async fn refuse(mut stream: TcpStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_trusted_proxy_names_the_client_last() {
+        let mut headers = axum::http::HeaderMap::new();
+        assert_eq!(forwarded_for(&headers), None);
+        headers.append("x-forwarded-for", "10.0.0.9, 192.0.2.7".parse().unwrap());
+        assert_eq!(forwarded_for(&headers), "192.0.2.7".parse().ok());
+        headers.append("x-forwarded-for", " 2001:db8::1 ".parse().unwrap());
+        assert_eq!(forwarded_for(&headers), "2001:db8::1".parse().ok());
+        headers.append("x-forwarded-for", "garbage".parse().unwrap());
+        assert_eq!(forwarded_for(&headers), None);
+    }
 
     #[test]
     fn the_overload_answer_is_a_well_formed_envelope() {

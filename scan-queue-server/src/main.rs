@@ -109,6 +109,12 @@ struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 6, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     auth_failure_period_secs: u64,
 
+    /// A proxy in front of the server (HAProxy, nginx; repeat the flag for each) whose
+    /// X-Forwarded-For header names the client: requests through it are throttled and logged
+    /// by the client's address instead of the proxy's.
+    #[arg(long = "trusted-proxy", value_name = "IP")]
+    trusted_proxies: Vec<std::net::IpAddr>,
+
     /// Directory for the journal and snapshots (journal/), scan configs (configs/), uploaded
     /// result files (results/) and uploads in flight (incoming/). Holds keys: keep it private.
     #[arg(long, value_name = "DIR", default_value = "./scan-queue-data")]
@@ -327,6 +333,7 @@ fn run(args: Args) -> Result<(), String> {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             _ => None,
         },
+        trusted_proxies: args.trusted_proxies,
     };
     config.auth_throttle = AuthThrottle {
         burst: args.auth_failures_burst,

@@ -791,3 +791,41 @@ async fn uploads_past_max_uploads_get_503_and_a_trickle_is_cut() {
     assert_eq!(r["success"], true, "{r}");
     assert_eq!(files_under(&s.data("incoming")), 0);
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_clients_are_throttled_apart() {
+    let s = Server::start(&[
+        "--trusted-proxy",
+        "127.0.0.1",
+        "--auth-failures-burst",
+        "2",
+        "--auth-failure-period-secs",
+        "60",
+    ]);
+    let send = |from: &'static str, forwarded: &'static str, key: &'static str| {
+        let url = s.api("scanners");
+        async move {
+            client_from(from)
+                .post(url)
+                .header("Authorization", format!("APIKEY {key}"))
+                .header("X-Forwarded-For", forwarded)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // Through the proxy: one client guesses until throttled, another is served.
+    for _ in 0..2 {
+        assert_eq!(send("127.0.0.1", "192.0.2.1", "wrong").await, 200);
+    }
+    assert_eq!(send("127.0.0.1", "192.0.2.1", "wrong").await, 429);
+    assert_eq!(send("127.0.0.1", "192.0.2.1", API_KEY).await, 429);
+    assert_eq!(send("127.0.0.1", "192.0.2.2", API_KEY).await, 200);
+    // Not a trusted proxy: its X-Forwarded-For is ignored, it is throttled as itself.
+    for forwarded in ["198.51.100.1", "198.51.100.2"] {
+        assert_eq!(send("127.0.0.2", forwarded, "wrong").await, 200);
+    }
+    assert_eq!(send("127.0.0.2", "198.51.100.3", "wrong").await, 429);
+}
