@@ -19,11 +19,13 @@ struct Server {
     child: Child,
     addr: SocketAddr,
     dir: tempfile::TempDir,
+    data: PathBuf,
 }
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_scan-queue-server"))
             .args([
                 "--listen",
@@ -34,11 +36,11 @@ impl Server {
                 "never",
             ])
             .arg("--data-dir")
-            .arg(dir.path())
+            .arg(dir.path().join("data"))
             .args(extra)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("start the server binary");
         let mut line = String::new();
@@ -50,11 +52,18 @@ impl Server {
             .find(|w| w.starts_with("http"))
             .unwrap_or_else(|| panic!("no URL in {line:?}"));
         let authority = url.split("//").nth(1).unwrap().split('/').next().unwrap();
+        let data = dir.path().join("data");
         Server {
             child,
             addr: authority.parse().unwrap(),
             dir,
+            data,
         }
+    }
+
+    /// What the server logged so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap()
     }
 
     fn api(&self, op: &str) -> String {
@@ -76,7 +85,7 @@ impl Server {
     }
 
     fn data(&self, sub: &str) -> PathBuf {
-        self.dir.path().join(sub)
+        self.data.join(sub)
     }
 }
 
@@ -549,6 +558,14 @@ async fn guessed_keys_and_logins_get_429_while_others_log_in() {
         metrics.contains("scan_queue_refused_total{reason=\"throttled\"} 91"),
         "{metrics}"
     );
+    // Each failure is logged with the client's address, never with what it presented.
+    let log = s.log();
+    assert!(
+        log.contains("wrong API key") && log.contains("client=127.0.0.1"),
+        "{log}"
+    );
+    assert!(log.contains("client throttled"), "{log}");
+    assert!(!log.contains("guess-") && !log.contains(API_KEY), "{log}");
 }
 
 #[tokio::test]
