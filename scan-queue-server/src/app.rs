@@ -52,6 +52,10 @@ pub(crate) struct App {
     pub(crate) metrics: Metrics,
     /// The Scan Agent Tasks page's login sessions.
     pub(crate) sessions: crate::sessions::Sessions,
+    /// When each agent was last seen.
+    pub(crate) presence: crate::presence::Presence,
+    /// Agents silent this long are revoked.
+    pub(crate) agent_expiry_ms: Option<u64>,
     /// Wakes the timer when a deadline earlier than the one it sleeps until appears.
     timer: Notify,
     /// Set by [`App::wake_timer`]: the timer also runs retention at once when it wakes.
@@ -96,6 +100,8 @@ impl App {
             agent_config_bytes: config.queue.max_agent_config_len,
         };
         App {
+            presence: crate::presence::Presence::new(clock.now_ms()),
+            agent_expiry_ms: config.agent_expiry_ms,
             state: Mutex::new(state),
             storage,
             clock,
@@ -202,6 +208,7 @@ impl App {
             if now_ms >= next_sweep_ms || self.sweep_now.swap(false, Ordering::Relaxed) {
                 next_sweep_ms = now_ms.saturating_add(SWEEP_EVERY_MS);
                 crate::ops::sweep_results(self).await;
+                crate::ops::expire_agents(self).await;
             }
             let wait_ms = {
                 let state = self.state.lock();
@@ -262,6 +269,14 @@ fn describe(queue: &Queue, record: &Record) -> Option<Logged> {
             });
         }
         Record::Fact(Fact::Completed { event, .. }) => event,
+        Record::Fact(Fact::Retried { from, to }) => {
+            return Some(Logged {
+                what: "task retried",
+                task: Some(*to),
+                agent: None,
+                status: queue.task(*from).map(scan_queue::Task::status),
+            });
+        }
         Record::Fact(Fact::ResultsDeleted { tasks }) => {
             return Some(Logged {
                 what: "results deleted by retention",

@@ -34,6 +34,9 @@ pub struct ServerConfig {
     pub retention: Retention,
     /// Where terminal transitions are pushed (by default nowhere).
     pub webhooks: Webhooks,
+    /// Scan agents silent (no call with their key) this long are revoked: their key is
+    /// refused from then on (by default never).
+    pub agent_expiry_ms: Option<u64>,
 }
 
 impl ServerConfig {
@@ -58,6 +61,7 @@ impl ServerConfig {
             result_check: ResultCheck::default(),
             retention: Retention::default(),
             webhooks: Webhooks::default(),
+            agent_expiry_ms: None,
         }
     }
 

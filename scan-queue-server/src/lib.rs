@@ -35,6 +35,7 @@ mod config;
 mod http;
 mod metrics;
 mod ops;
+mod presence;
 pub mod report;
 mod scanners;
 mod server;

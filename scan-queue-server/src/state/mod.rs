@@ -3,9 +3,11 @@
 //! core's events and the server's own [`Fact`]s — and the live path applies each record with
 //! the same code recovery replays it with. Pure: no I/O, no clock, no lock.
 
+pub(crate) mod console;
 mod results;
 mod webhooks;
 
+pub(crate) use console::Console;
 pub(crate) use results::Results;
 pub use results::Retention;
 pub(crate) use webhooks::{Attempt, Delivery, Outbox};
@@ -58,6 +60,14 @@ pub(crate) enum Fact {
         /// The result.
         result: Arc<ResultRecord>,
     },
+    /// An operator retried task `from`: the task queued just before this record, `to`, runs
+    /// the same scan again.
+    Retried {
+        /// The task retried.
+        from: TaskId,
+        /// The new task.
+        to: TaskId,
+    },
 }
 
 impl Record {
@@ -70,6 +80,7 @@ impl Record {
             b"{\"ResultsDeleted\"",
             b"{\"WebhooksQueued\"",
             b"{\"WebhookAttempted\"",
+            b"{\"Retried\"",
         ]
         .iter()
         .any(|tag| payload.starts_with(tag));
@@ -160,6 +171,9 @@ pub(crate) struct StateSnapshot {
     /// The webhook outbox.
     #[serde(default)]
     pub(crate) webhooks: Outbox,
+    /// The page's notes on tasks and agents.
+    #[serde(default)]
+    pub(crate) console: Console,
 }
 
 impl StateSnapshot {
@@ -175,6 +189,7 @@ impl StateSnapshot {
                 results: Vec::new(),
                 results_tracked: false,
                 webhooks: Outbox::default(),
+                console: Console::default(),
             })
         }
     }
@@ -217,6 +232,8 @@ pub(crate) struct State {
     pub(crate) results_tracked: bool,
     /// The webhook outbox.
     webhooks: Outbox,
+    /// The page's notes on tasks and agents, derived from the records.
+    console: Console,
     /// Records made by the last operation, in order, not yet taken by the storage.
     outbox: Vec<Record>,
 }
@@ -239,6 +256,7 @@ impl State {
             results: Results::default(),
             results_tracked: true,
             webhooks: Outbox::default(),
+            console: Console::default(),
             outbox: Vec::new(),
         }
     }
@@ -270,6 +288,7 @@ impl State {
         }
         state.results_tracked = snapshot.results_tracked;
         state.webhooks = snapshot.webhooks;
+        state.console = snapshot.console;
         Ok(state)
     }
 
@@ -281,13 +300,18 @@ impl State {
             results: self.results.iter().cloned().collect(),
             results_tracked: self.results_tracked,
             webhooks: self.webhooks.clone(),
+            console: self.console.clone(),
         }
     }
 
     /// Applies a record read back from the log (recovery, a standby).
     pub(crate) fn apply(&mut self, record: Record) -> Result<(), ApplyError> {
         match record {
-            Record::Event(event) => Ok(self.queue.apply(event)?),
+            Record::Event(event) => {
+                self.queue.apply(event.clone())?;
+                self.console.observe(&self.queue, &event);
+                Ok(())
+            }
             Record::Fact(fact) => self.apply_fact(fact),
         }
     }
@@ -301,8 +325,14 @@ impl State {
     /// Moves the queue's pending events to the outbox, so that a fact made next comes after
     /// them.
     fn flush_events(&mut self) {
+        let start = self.outbox.len();
         self.outbox
             .extend(self.queue.drain_events().map(Record::Event));
+        for record in &self.outbox[start..] {
+            if let Record::Event(event) = record {
+                self.console.observe(&self.queue, event);
+            }
+        }
     }
 
     /// Applies a fact made on the live path and keeps it for the storage.
@@ -334,6 +364,15 @@ impl State {
                 Ok(())
             }
             Fact::WebhooksQueued { deliveries } => self.webhooks.queue(&deliveries),
+            Fact::Retried { from, to } => {
+                if self.queue.task(to).is_none() {
+                    return Err(ApplyError::Fact(format!(
+                        "a retry of task {from} as task {to}, which does not exist"
+                    )));
+                }
+                self.console.link_retry(&self.queue, from, to);
+                Ok(())
+            }
             Fact::WebhookAttempted { id, attempt } => self.webhooks.attempted(id, attempt),
             Fact::ResultsDeleted { tasks } => {
                 for task in tasks {
@@ -347,7 +386,8 @@ impl State {
             }
             Fact::Completed { event, result } => {
                 completion_of(&event, &result)?;
-                self.queue.apply(event)?;
+                self.queue.apply(event.clone())?;
+                self.console.observe(&self.queue, &event);
                 self.insert_result(result)
             }
         }
@@ -481,6 +521,16 @@ impl State {
         // Cannot fail: every task has a result.
         let _ = self.record(Fact::ResultsDeleted { tasks });
         deleted
+    }
+
+    /// The page's notes on tasks and agents.
+    pub(crate) fn console(&self) -> &Console {
+        &self.console
+    }
+
+    /// Records that `to`, just queued, retries `from`.
+    pub(crate) fn retried(&mut self, from: TaskId, to: TaskId) -> Result<(), ApplyError> {
+        self.record(Fact::Retried { from, to })
     }
 
     /// The webhook outbox.
