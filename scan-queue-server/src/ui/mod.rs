@@ -82,6 +82,14 @@ pub(crate) fn routes(mut router: axum::Router<Arc<App>>) -> axum::Router<Arc<App
             )
             .route(&format!("{prefix}/metrics"), get(scrape::scrape));
     }
+    // The server's root leads to the page.
+    for (from, to) in [
+        ("/", "/tasks"),
+        ("/threadfix", "/threadfix/tasks"),
+        ("/threadfix/", "/threadfix/tasks"),
+    ] {
+        router = router.route(from, get(move || async move { redirect(to, "root") }));
+    }
     router
 }
 
