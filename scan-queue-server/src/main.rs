@@ -300,7 +300,12 @@ fn run(args: Args) -> Result<(), String> {
         } else {
             Fsync::from(args.fsync).name()
         };
-        tracing::info!(listen = %local, data_dir = %data_dir.display(), fsync, "started");
+        let data = if args.in_memory {
+            "(in memory)".to_owned()
+        } else {
+            data_dir.display().to_string()
+        };
+        tracing::info!(listen = %local, data_dir = %data, fsync, "started");
         server
             .serve(listener, shutdown_signal())
             .await

@@ -668,7 +668,8 @@ async fn queue_scan(State(app): State<Arc<App>>, request: Request) -> Response {
     }
 }
 
-/// What `app.js` polls: counts per status, live agents, and the depth chart's points.
+/// Counts per status, registered agents, and the depth chart's points (`live.json` has
+/// these and more; this stays for scripts that read it).
 async fn summary(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap) -> Response {
     if session(&app, &headers).is_none() {
         return unauthenticated(&app, prefix(&uri), "summary", false);
