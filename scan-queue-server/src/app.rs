@@ -373,7 +373,8 @@ fn describe(state: &State, record: &Record) -> Option<Logged> {
     };
     let agent_name = agent
         .and_then(|a| state.console().agent(a))
-        .and_then(|n| n.name.clone().or_else(|| n.host.clone()));
+        .and_then(|n| n.name.clone().or_else(|| n.host.clone()))
+        .or_else(|| note.and_then(|n| n.agent_name.clone()));
     Some(Logged {
         what,
         debug,

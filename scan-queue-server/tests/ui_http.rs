@@ -845,9 +845,16 @@ async fn retry_and_bulk_actions_are_journaled_and_linked() {
 #[tokio::test]
 async fn agents_silent_past_the_expiry_are_revoked() {
     const DAY_MS: u64 = 86_400_000;
-    let s = TestServer::start_with(|c| c.agent_expiry_ms = Some(2 * DAY_MS)).await;
+    let s = TestServer::start_with(|c| {
+        c.agent_expiry_ms = Some(2 * DAY_MS);
+        c.queue.lease_ms = 3 * DAY_MS;
+        c.queue.task_deadline_ms = 10 * DAY_MS;
+    })
+    .await;
     let silent = s.agent_key().await;
     let busy = s.agent_key().await;
+    let held = queue_url(&s, "zap", "https://shop.example/").await;
+    take(&s, &silent, BUILDER).await;
     s.clock.advance_ms(DAY_MS);
     assert_eq!(s.request_task(&busy, "zap").await, None);
     s.clock.advance_ms(DAY_MS + 1_000);
@@ -868,10 +875,22 @@ async fn agents_silent_past_the_expiry_are_revoked() {
         )
         .await;
     assert_eq!(r["success"], false, "{r}");
-    assert_eq!(
-        s.request_task(&busy, "zap").await,
-        None,
-        "the busy agent's key still works"
+    // Its task went back to the queue: no "Started", but it keeps the agent of its last attempt.
+    let (cookie, _) = login(&s, "").await; // (sessions last 12 hours)
+    let j = live(&s, &format!("/tasks/task/{held}/live.json"), &cookie).await;
+    assert_eq!(j["task"]["status"], "QUEUED", "{j}");
+    assert_eq!(j["task"]["startedMs"], Value::Null);
+    assert_eq!(j["task"]["agentName"], "builder-7");
+    assert!(
+        j["history"].to_string().contains("Scan agent revoked"),
+        "{j}"
     );
+    let listed = live(&s, "/tasks/live.json", &cookie).await;
+    assert_eq!(listed["agents"]["total"], 1);
+    let (id, _) = s
+        .request_task(&busy, "zap")
+        .await
+        .expect("the busy agent's key still works");
+    assert_eq!(id, held);
     s.stop().await;
 }

@@ -23,6 +23,9 @@ const SWEEP_FLOOR: usize = 1024;
 pub(crate) struct TaskNote {
     /// The agent of the latest attempt.
     pub(crate) agent: Option<AgentId>,
+    /// Its name (else host) as its `agentConfig` said then: kept after the agent is revoked.
+    #[serde(default)]
+    pub(crate) agent_name: Option<String>,
     /// When the latest attempt started.
     pub(crate) assigned_ms: Option<u64>,
     /// When the latest attempt sent its first status update (IN_PROGRESS).
@@ -119,11 +122,13 @@ impl Console {
                 at_ms,
                 ..
             } => {
+                let described = AgentNote::parse(agent_config);
                 let note = self.note(queue, *task);
                 note.agent = Some(*agent);
+                note.agent_name = described.name.clone().or_else(|| described.host.clone());
                 note.assigned_ms = Some(*at_ms);
                 note.progress_ms = None;
-                self.agents.insert(*agent, AgentNote::parse(agent_config));
+                self.agents.insert(*agent, described);
             }
             Event::StatusUpdated { task, at_ms, .. } => {
                 if let Some(note) = self.tasks.get_mut(task)

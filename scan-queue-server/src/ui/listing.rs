@@ -148,7 +148,8 @@ impl Filter {
             return false;
         }
         if let Some(text) = &self.agent {
-            let Some(agent) = agent_of(task, state.console().task(task.id())) else {
+            let task_note = state.console().task(task.id());
+            let Some(agent) = agent_of(task, task_note) else {
                 return false;
             };
             let note = state.console().agent(agent);
@@ -158,7 +159,10 @@ impl Filter {
                         .into_iter()
                         .flatten()
                         .any(|v| contains_ignore_case(v, text))
-                });
+                })
+                || task_note
+                    .and_then(|n| n.agent_name.as_deref())
+                    .is_some_and(|v| contains_ignore_case(v, text));
             if !hit {
                 return false;
             }
@@ -310,7 +314,7 @@ pub(crate) struct Row {
     pub(crate) since_ms: u64,
     pub(crate) attempts: u32,
     pub(crate) create_ms: u64,
-    /// When its latest attempt started.
+    /// When its latest attempt started (none while queued, even after a requeue).
     pub(crate) start_ms: Option<u64>,
     pub(crate) end_ms: Option<u64>,
     /// The agent holding the task, or the one of its latest attempt: its public uuid, never
@@ -344,10 +348,15 @@ impl Row {
             since_ms: status_since_ms(task, note),
             attempts: task.attempts(),
             create_ms: task.create_ms(),
-            start_ms: note.and_then(|n| n.assigned_ms).or(task.start_ms()),
+            // A task back in the queue has no running attempt: no "Started".
+            start_ms: (task.status() != TaskStatus::Queued)
+                .then(|| note.and_then(|n| n.assigned_ms).or(task.start_ms()))
+                .flatten(),
             end_ms: task.end_ms(),
             agent,
-            agent_name: agent_note.and_then(|n| n.name.clone().or_else(|| n.host.clone())),
+            agent_name: agent_note
+                .and_then(|n| n.name.clone().or_else(|| n.host.clone()))
+                .or_else(|| note.and_then(|n| n.agent_name.clone())),
             reason: reason(task),
             retry_of: note.and_then(|n| n.retry_of),
             retried_as: note.and_then(|n| n.retried_as),
