@@ -281,19 +281,28 @@ fn run(args: Args) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
-        // stdout, once: what a person starting the server needs to copy.
-        println!("scan-queue-server listening on http://{local}/threadfix/rest/latest/tasks/");
-        println!("Scan Agent Tasks page: http://{local}/tasks");
+        // stdout, once, in one write: what a person starting the server needs to copy. A
+        // closed stdout (a supervisor that read the first line) must not stop the server.
+        let mut banner = format!(
+            "scan-queue-server listening on http://{local}/threadfix/rest/latest/tasks/\n\
+             Scan Agent Tasks page: http://{local}/tasks\n"
+        );
         if args.in_memory {
-            println!("data: in memory only (--in-memory): everything is lost when it stops");
+            banner
+                .push_str("data: in memory only (--in-memory): everything is lost when it stops\n");
         } else {
-            println!("data directory: {}", data_dir.display());
+            banner.push_str(&format!("data directory: {}\n", data_dir.display()));
         }
         if generated {
-            println!(
-                "generated API key (set --api-key or SCAN_QUEUE_API_KEY to choose one): {}",
+            banner.push_str(&format!(
+                "generated API key (set --api-key or SCAN_QUEUE_API_KEY to choose one): {}\n",
                 api_key.expose_secret()
-            );
+            ));
+        }
+        {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
         }
         let fsync = if args.in_memory {
             "in-memory"
