@@ -703,6 +703,7 @@ async fn console_walk(c: Client, s: TestServer, dir: PathBuf) {
     }
     wait_text(&c, "#task-status", |t| t == "ASSIGNED").await;
     wait_text(&c, "#task-agent", |t| t == "builder-7").await;
+    wait_text(&c, "#task-stale", |t| t.starts_with("The status changed")).await;
     wait_text(&c, "#messages", |t| {
         t.contains("agentConfig:\nname=builder-7")
     })

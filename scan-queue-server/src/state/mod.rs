@@ -645,6 +645,92 @@ mod tests {
         assert_eq!(restored.configs, s.configs);
     }
 
+    /// The page's notes made on the live path (records taken after each operation, as
+    /// `App::transact` does) equal those replay rebuilds from the records, and those a
+    /// snapshot keeps.
+    #[test]
+    fn console_notes_replay_and_snapshot_alike() {
+        let config = Config {
+            max_status_history: 4,
+            lease_ms: 10,
+            ..Config::default()
+        };
+        let mut live = State::new(config.clone(), KeySource::from_seed([3; 32])).unwrap();
+        let mut records = Vec::new();
+        let registered = live.queue.register_agent(1).unwrap();
+        let agent = registered.key.expose_secret().to_owned();
+        for _ in 0..3 {
+            let scan = NewScan::new(ApplicationId(1), ZAP);
+            live.queue.queue_scan(1, scan).unwrap();
+        }
+        let config_text = "name=builder-7\nhost=h";
+        let t = live.queue.request_task(2, &agent, &[ZAP], config_text);
+        let key = t
+            .unwrap()
+            .unwrap()
+            .assignment()
+            .unwrap()
+            .task_key()
+            .expose_secret()
+            .to_owned();
+        let one = TaskId(1);
+        records.extend(live.take_records());
+        for i in 0..6 {
+            let message = format!("p{i}");
+            live.queue
+                .update_status(3 + i, one, &message, &agent, &key)
+                .unwrap();
+            records.extend(live.take_records());
+        }
+        live.queue.fail_task(10, one, "boom", &agent, &key).unwrap();
+        records.extend(live.take_records());
+        assert!(live.retried(one, TaskId(4)).is_err(), "no task 4 yet");
+        let scan = NewScan::new(ApplicationId(1), ZAP);
+        live.queue.queue_scan(11, scan).unwrap();
+        live.retried(one, TaskId(4)).unwrap();
+        records.extend(live.take_records());
+        live.queue
+            .request_task(12, &agent, &[ZAP], config_text)
+            .unwrap();
+        records.extend(live.take_records());
+        live.queue.advance(100); // the lease runs out: back to the queue
+        records.extend(live.take_records());
+
+        let note = live.console().task(TaskId(2)).unwrap();
+        assert_eq!(
+            note.agent_name.as_deref(),
+            Some("builder-7"),
+            "kept after the lease"
+        );
+        assert!(live.queue.task(TaskId(2)).unwrap().assignment().is_none());
+        let head = &live.console().task(one).unwrap().head;
+        assert_eq!(head.iter().map(|e| e.id).collect::<Vec<_>>(), [1, 2, 3]);
+        assert!(
+            live.queue.task(one).unwrap().history()[0].id > 3,
+            "the core dropped them"
+        );
+        assert_eq!(live.console().task(TaskId(4)).unwrap().retry_of, Some(one));
+        assert_eq!(
+            live.console().task(one).unwrap().retried_as,
+            Some(TaskId(4))
+        );
+
+        let mut replayed = State::new(config.clone(), KeySource::from_seed([9; 32])).unwrap();
+        for r in records {
+            let json = serde_json::to_vec(&r).unwrap();
+            replayed.apply(Record::from_json(&json).unwrap()).unwrap();
+        }
+        assert_eq!(replayed.console, live.console);
+        let json = serde_json::to_vec(&live.snapshot()).unwrap();
+        let restored = State::restore(
+            config,
+            KeySource::from_seed([4; 32]),
+            StateSnapshot::from_json(&json).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(restored.console, live.console);
+    }
+
     #[test]
     fn older_snapshots_and_records_still_decode() {
         let mut s = state();

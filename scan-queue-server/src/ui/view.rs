@@ -467,6 +467,7 @@ pub(crate) fn detail(ctx: Ctx<'_>, d: &Detail, now_ms: u64, flash: Option<String
                         a #revoke href=(ctx.url(&format!("/agent/{agent}/revoke"))) { "Revoke its agent…" }
                     }
                 }
+                p #task-stale.note role="status" {}
                 @if crate::ops::retryable(r.status) && r.retried_as.is_none() {
                     form #retry-form method="post" action=(ctx.url(&format!("/task/{}/retry", r.id.0))) {
                         input type="hidden" name="csrf" value=(ctx.csrf.unwrap_or_default());

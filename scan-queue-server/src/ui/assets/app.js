@@ -198,8 +198,11 @@
     return tr;
   }
 
+  var loadedStatus = (document.getElementById('task-status') || {}).textContent;
   function task(d) {
     var t = d.task, now = d.now;
+    text('task-stale', t.status === loadedStatus ? '' :
+      'The status changed since this page was loaded: reload it for the actions that apply now.');
     var status = text('task-status', t.status);
     if (status) { status.className = 'badge s-' + t.status; }
     var since = text('task-since', duration(t.sinceMs, now));
