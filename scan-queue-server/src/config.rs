@@ -84,6 +84,9 @@ impl ServerConfig {
         if !self.webhooks.receivers.is_empty() && self.webhooks.secret.is_none() {
             return Err("webhooks need a secret to sign their deliveries with".into());
         }
+        if self.agent_expiry_ms == Some(0) {
+            return Err("agent_expiry_ms must be at least 1 (None: agents never expire)".into());
+        }
         if self.webhooks.max_attempts == 0 {
             return Err("webhooks.max_attempts must be at least 1".into());
         }
@@ -105,6 +108,9 @@ mod tests {
         let mut huge = ok.clone();
         huge.max_config_bytes = ServerConfig::MAX_CONFIG_BYTES_LIMIT + 1;
         assert!(huge.check().unwrap_err().contains("max_config_bytes"));
+        let mut instant = ok.clone();
+        instant.agent_expiry_ms = Some(0);
+        assert!(instant.check().unwrap_err().contains("agent_expiry_ms"));
         let mut unsigned = ok;
         unsigned.webhooks.receivers = vec![crate::Webhook::new("http://127.0.0.1:9/").unwrap()];
         assert!(unsigned.check().unwrap_err().contains("secret"));

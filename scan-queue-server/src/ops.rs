@@ -537,7 +537,12 @@ pub(crate) fn retryable(status: TaskStatus) -> bool {
 
 /// Queues `task`'s scan again, under the state's lock: same application, scanner, URL and
 /// scan configuration document; the two are linked (a [`crate::state::Fact::Retried`]).
-fn retry_in(state: &mut State, now: u64, task: TaskId) -> Result<TaskId, OpError> {
+fn retry_in(
+    state: &mut State,
+    scanners: &crate::scanners::Scanners,
+    now: u64,
+    task: TaskId,
+) -> Result<TaskId, OpError> {
     let old = state
         .queue
         .task(task)
@@ -551,6 +556,12 @@ fn retry_in(state: &mut State, now: u64, task: TaskId) -> Result<TaskId, OpError
     if let Some(again) = state.console().task(task).and_then(|n| n.retried_as) {
         return Err(refused(format!(
             "Task {task} was retried already, as task {again}."
+        )));
+    }
+    if scanners.resolve(old.scanner()).is_none() {
+        return Err(refused(format!(
+            "Task {task}'s scanner, {}, is no longer configured (--scanner).",
+            old.scanner()
         )));
     }
     let (application, scanner, url, config) = (
@@ -576,7 +587,7 @@ fn retry_in(state: &mut State, now: u64, task: TaskId) -> Result<TaskId, OpError
 
 /// Retries a failed, timed-out or deleted task (the page): the new task's id.
 pub(crate) async fn retry_task(app: &App, task: TaskId) -> Result<TaskId, OpError> {
-    let retried = app.transact(|state, now| retry_in(state, now, task));
+    let retried = app.transact(|state, now| retry_in(state, &app.scanners, now, task));
     app.ack(retried).await?
 }
 
@@ -596,7 +607,7 @@ pub(crate) async fn bulk(app: &App, tasks: &[TaskId], retry: bool) -> Result<Bul
         let mut bulk = Bulk::default();
         for &task in tasks {
             let ok = if retry {
-                retry_in(state, now, task).is_ok()
+                retry_in(state, &app.scanners, now, task).is_ok()
             } else {
                 state.queue.cancel_task(now, task).is_ok()
             };
