@@ -668,6 +668,9 @@ async fn console_walk(c: Client, s: TestServer, dir: PathBuf) {
     wait_text(&c, "#confirm h2", |t| t == "Cancel 3 task(s)?").await;
     click(&c, "#confirm-button").await;
     wait_text(&c, "#flash", |t| t == "3 task(s) cancelled.").await;
+    // Back on the same selection, now cancelled.
+    assert_eq!(row_ids(&c).await, newest_first);
+    assert_eq!(status_of(&c, bulk[0]).await, "COMPLETE_DELETED");
     for id in &bulk {
         assert_eq!(
             s.server.queue().task(TaskId(*id)).unwrap().status(),

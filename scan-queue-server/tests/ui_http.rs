@@ -785,7 +785,10 @@ async fn retry_and_bulk_actions_are_journaled_and_linked() {
     )
     .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert_eq!(r.headers()[LOCATION], "/tasks?done=bulk_cancel&n=5");
+    assert_eq!(
+        r.headers()[LOCATION],
+        "/tasks?url=bulk&done=bulk_cancel&n=5"
+    );
     let deleted = live(&s, "/tasks/live.json?status=COMPLETE_DELETED", &cookie).await;
     assert_eq!(deleted["tasks"]["total"], 5);
     assert_eq!(
@@ -813,7 +816,10 @@ async fn retry_and_bulk_actions_are_journaled_and_linked() {
         ],
     )
     .await;
-    assert_eq!(r.headers()[LOCATION], "/tasks?done=bulk_retry&n=5");
+    assert_eq!(
+        r.headers()[LOCATION],
+        "/tasks?status=COMPLETE_DELETED&url=bulk&done=bulk_retry&n=5"
+    );
     let relinked: Vec<u64> = {
         let mut v = Vec::new();
         for id in &bulk {

@@ -821,10 +821,11 @@ async fn bulk(State(app): State<Arc<App>>, request: Request) -> Response {
                 skipped = done.skipped,
                 "bulk action from the page"
             );
-            redirect(
-                &format!("{prefix}/tasks?done=bulk_{action}&n={}", done.done),
-                "bulk",
-            )
+            // Back to the same selection, with the outcome.
+            let mut back = filter.query();
+            back.append_pair("done", &format!("bulk_{action}"));
+            back.append_pair("n", &done.done.to_string());
+            redirect(&format!("{prefix}/tasks?{}", back.finish()), "bulk")
         }
         Err(e) => page(
             StatusCode::CONFLICT,
