@@ -191,6 +191,16 @@ async fn pages_summary_and_paging() {
     assert_eq!(second.matches("<tr data-task-id=").count(), 11);
     assert!(!second.contains("id=\"next\""));
     assert!(second.contains("href=\"/tasks?to=11\""), "previous link");
+    // The Id, Created and Status headers sort.
+    assert!(first.contains("href=\"/tasks?sort=oldest\""));
+    assert!(first.contains("href=\"/tasks?sort=status\""));
+    let oldest = get_page(&s, "/tasks?sort=oldest", &cookie).await;
+    assert!(oldest.contains("<tr data-task-id=\"1\">"));
+    assert!(!oldest.contains("<tr data-task-id=\"61\">"));
+    assert!(
+        oldest.contains("href=\"/tasks?sort=oldest&amp;from=50\""),
+        "next link keeps the order"
+    );
     let burp = get_page(&s, "/tasks?scanner=burp&status=QUEUED", &cookie).await;
     assert_eq!(burp.matches("<tr data-task-id=").count(), 1);
     let detail = get_page(&s, "/threadfix/tasks/task/61", &cookie).await;

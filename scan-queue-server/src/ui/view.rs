@@ -131,10 +131,34 @@ const TASK_COLUMNS: [&str; 10] = [
     "Agent",
 ];
 
-fn task_rows(ctx: Ctx<'_>, rows: &[Row], now_ms: u64) -> Markup {
+/// The task table; its Id, Status and Created headers sort by what they name (`sort`: the
+/// link for an order).
+fn task_rows(
+    ctx: Ctx<'_>,
+    rows: &[Row],
+    now_ms: u64,
+    current: Sort,
+    sort: &dyn Fn(Sort) -> String,
+) -> Markup {
+    let by_id = if current == Sort::Newest {
+        Sort::Oldest
+    } else {
+        Sort::Newest
+    };
+    let header = |c: &str| match c {
+        "Id" | "Created" => Some((by_id, by_id.label())),
+        "Status" => Some((Sort::Status, Sort::Status.label())),
+        _ => None,
+    };
     html! {
         table #tasks.cards {
-            thead { tr { @for c in TASK_COLUMNS { th { (c) } } } }
+            thead { tr { @for c in TASK_COLUMNS {
+                th {
+                    @if let Some((order, label)) = header(c) {
+                        a.sort href=(sort(order)) title=(label) { (c) }
+                    } @else { (c) }
+                }
+            } } }
             tbody {
                 @for r in rows {
                     tr data-task-id=(r.id.0) {
@@ -336,7 +360,10 @@ pub(crate) fn list(ctx: Ctx<'_>, p: &ListPage<'_>) -> Markup {
                     a #bulk-cancel href=(bulk("cancel")) { "Cancel the matching open tasks…" } " "
                     a #bulk-retry href=(bulk("retry")) { "Retry the matching failed, timed-out and deleted tasks…" }
                 }
-                (task_rows(ctx, &p.listing.rows, p.now_ms))
+                (task_rows(ctx, &p.listing.rows, p.now_ms, f.sort, &|order| {
+                    let mut by = Filter { sort: order, ..f.clone() }.query();
+                    format!("{}?{}", ctx.url(""), by.finish())
+                }))
                 nav.paging {
                     @if f.from.is_some() || f.to.is_some() { a #first href=(first) { "⇤ First" } " " }
                     @if let Some(href) = prev { a #prev href=(href) { "← Previous" } " " }
