@@ -15,7 +15,8 @@ pub(crate) const HEAD_ENTRIES: usize = 3;
 const AGENT_CONFIG_BYTES: usize = 1024;
 /// Bytes of an agent's name, host or OS as parsed.
 const FIELD_BYTES: usize = 128;
-/// Notes are swept of evicted tasks when they pass this many (and twice the last sweep's).
+/// Notes are swept of evicted tasks when they outnumber the queue's tasks twice over plus this
+/// many (so a sweep's cost is spread over at least as many new notes as it kept).
 const SWEEP_FLOOR: usize = 1024;
 
 /// What the page knows of one task beyond the core.
@@ -97,14 +98,18 @@ fn bounded(text: &str, max: usize) -> String {
 pub(crate) struct Console {
     tasks: BTreeMap<TaskId, TaskNote>,
     agents: BTreeMap<AgentId, AgentNote>,
-    #[serde(skip)]
-    sweep_mark: usize,
 }
 
 impl Console {
     /// A task's note, if it has one (it was assigned, or retried, or is a retry).
     pub(crate) fn task(&self, task: TaskId) -> Option<&TaskNote> {
         self.tasks.get(&task)
+    }
+
+    /// How many task notes there are.
+    #[cfg(test)]
+    pub(crate) fn task_notes(&self) -> usize {
+        self.tasks.len()
     }
 
     /// An agent's note, if it ever sent an `agentConfig`.
@@ -169,14 +174,18 @@ impl Console {
         }
     }
 
-    /// The note of `task`, made if missing; notes of evicted tasks are swept now and then,
-    /// so they never outnumber the queue's tasks by more than twice.
+    /// The note of `task`, made if missing; notes of evicted tasks (and of agents no longer
+    /// registered) are swept when the notes outnumber the queue's tasks twice over, so the
+    /// sweep depends only on the state (the same live, in replay and after a restore).
     fn note(&mut self, queue: &Queue, task: TaskId) -> &mut TaskNote {
-        if !self.tasks.contains_key(&task) && self.tasks.len() >= self.sweep_mark.max(SWEEP_FLOOR) {
-            self.tasks.retain(|id, _| queue.task(*id).is_some());
-            let agents: std::collections::BTreeSet<AgentId> = queue.agents().collect();
-            self.agents.retain(|id, _| agents.contains(id));
-            self.sweep_mark = self.tasks.len() * 2;
+        if !self.tasks.contains_key(&task) {
+            let stats = queue.stats();
+            let held: usize = TaskStatus::ALL.into_iter().map(|s| stats.count(s)).sum();
+            if self.tasks.len() >= 2 * held + SWEEP_FLOOR {
+                self.tasks.retain(|id, _| queue.task(*id).is_some());
+                let agents: std::collections::BTreeSet<AgentId> = queue.agents().collect();
+                self.agents.retain(|id, _| agents.contains(id));
+            }
         }
         self.tasks.entry(task).or_default()
     }

@@ -731,6 +731,40 @@ mod tests {
         assert_eq!(restored.console, live.console);
     }
 
+    /// Notes of evicted tasks do not pile up: they stay within twice the queue's tasks plus
+    /// the sweep's floor.
+    #[test]
+    fn console_notes_of_evicted_tasks_are_swept() {
+        let config = Config {
+            max_finished_tasks: 10,
+            ..Config::default()
+        };
+        let mut s = State::new(config, KeySource::from_seed([3; 32])).unwrap();
+        let registered = s.queue.register_agent(1).unwrap();
+        let agent = registered.key.expose_secret().to_owned();
+        for i in 0..3_000u64 {
+            let now = 2 + i;
+            s.queue
+                .queue_scan(now, NewScan::new(ApplicationId(1), ZAP))
+                .unwrap();
+            let task = s.queue.request_task(now, &agent, &[ZAP], "name=a").unwrap();
+            let task = task.unwrap();
+            let (id, key) = (
+                task.id(),
+                task.assignment()
+                    .unwrap()
+                    .task_key()
+                    .expose_secret()
+                    .to_owned(),
+            );
+            s.queue.complete_task(now, id, &agent, &key).unwrap();
+            let _ = s.take_records();
+            assert!(s.console.task_notes() <= 2 * 11 + 1024 + 1);
+        }
+        assert!(s.console.task(TaskId(3_000)).is_some());
+        assert!(s.console.task(TaskId(1)).is_none(), "swept");
+    }
+
     #[test]
     fn older_snapshots_and_records_still_decode() {
         let mut s = state();
