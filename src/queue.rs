@@ -19,7 +19,7 @@ use crate::ids::{AgentId, TaskId};
 use crate::key::{AgentKey, presented_selector};
 use crate::rng::KeySource;
 use crate::stats::{Counters, Stats};
-use crate::status::{PerStatus, TaskStatus};
+use crate::status::TaskStatus;
 use crate::task::{Assignment, StatusMessage, Task};
 use crate::task_store::TaskStore;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -51,19 +51,13 @@ pub struct Queue {
     pub(crate) next_task_id: u64,
     /// Every task not yet evicted.
     pub(crate) tasks: TaskStore,
-    /// Task ids by status (index [`TaskStatus::index`]), for counts and ordered listings.
-    pub(crate) by_status: PerStatus<BTreeSet<TaskId>>,
+    /// Retained tasks per status (index [`TaskStatus::index`]). Counts, not sets of ids:
+    /// listings read `tasks` in id order and filter.
+    pub(crate) counts: [usize; 7],
     /// Per scanner: open tasks using it, and its queued task ids in order (oldest first).
     pub(crate) scanners: FxHashMap<Arc<str>, ScannerQueue>,
-    /// One entry per open task: (its next timer instant, id), except queued tasks while
-    /// `queued_timers_implicit`. See [`Queue::next_timer`].
+    /// One entry per open task: (its next timer instant, id).
     pub(crate) timers: BTreeSet<(u64, TaskId)>,
-    /// True while the queued tasks' deadlines are non-decreasing in id (always, unless the
-    /// task deadline was changed with tasks queued, or a snapshot or journal says otherwise):
-    /// then queued tasks have no entry in `timers`, and the earliest queued deadline is the
-    /// oldest queued task's. When a task would break the order, every queued task gets its
-    /// entry; the queue goes back to implicit when no task is queued.
-    pub(crate) queued_timers_implicit: bool,
     /// Finished tasks in the order they finished; the front is evicted first.
     pub(crate) finished: VecDeque<TaskId>,
     /// Registered agents by id (ordered, for deterministic snapshots).
@@ -146,10 +140,9 @@ impl Queue {
             clock_ms: 0,
             next_task_id: 1,
             tasks: TaskStore::default(),
-            by_status: Default::default(),
+            counts: [0; 7],
             scanners: FxHashMap::default(),
             timers: BTreeSet::new(),
-            queued_timers_implicit: true,
             finished: VecDeque::new(),
             agents: BTreeMap::new(),
             agent_by_selector: FxHashMap::default(),
@@ -182,36 +175,30 @@ impl Queue {
         self.tasks_in(status, ..)
     }
 
-    /// Tasks with `status` and an id in `range`, e.g. `TaskId(100)..` to page through a long
-    /// listing with bounded work per page.
+    /// Tasks with `status` and an id in `range`, oldest first: a filter over
+    /// [`tasks_by_id`](Queue::tasks_by_id), so it costs one step per retained task in the range.
     pub fn tasks_in(
         &self,
         status: TaskStatus,
         range: impl std::ops::RangeBounds<TaskId>,
     ) -> impl DoubleEndedIterator<Item = &Task> + '_ {
-        let set = &self.by_status[status];
-        let ids = match (range.start_bound(), range.end_bound()) {
-            // BTreeSet::range panics on an inverted range; an empty one is the right answer.
-            (
-                std::ops::Bound::Included(a) | std::ops::Bound::Excluded(a),
-                std::ops::Bound::Included(b) | std::ops::Bound::Excluded(b),
-            ) if a > b => None,
-            (std::ops::Bound::Excluded(a), std::ops::Bound::Excluded(b)) if a == b => None,
-            (start, end) => Some(set.range((start.cloned(), end.cloned()))),
-        };
-        ids.into_iter()
-            .flatten()
-            .filter_map(move |id| self.tasks.get(id))
+        self.tasks_by_id(range).filter(move |t| t.status == status)
+    }
+
+    /// Every retained task with an id in `range`, oldest (lowest id) first, e.g.
+    /// `..TaskId(100)` with `.rev()` to page newest first: O(log n) to start, then one step
+    /// per task (an inverted range is empty).
+    pub fn tasks_by_id(
+        &self,
+        range: impl std::ops::RangeBounds<TaskId>,
+    ) -> impl DoubleEndedIterator<Item = &Task> + '_ {
+        self.tasks.range(range).map(|(_, t)| t)
     }
 
     /// Counts per status and lifetime counters.
     pub fn stats(&self) -> Stats {
-        let mut by_status = [0usize; 7];
-        for (count, set) in by_status.iter_mut().zip(self.by_status.iter()) {
-            *count = set.len();
-        }
         Stats {
-            by_status,
+            by_status: self.counts,
             agents: self.agents.len(),
             counters: self.counters.clone(),
             rejected_key_checks: self.rejected_key_checks,
@@ -269,7 +256,7 @@ impl Queue {
 
     /// The number of open (queued, assigned or in progress) tasks.
     pub(crate) fn open_tasks(&self) -> usize {
-        self.by_status.open().map(BTreeSet::len).sum()
+        self.counts.iter().take(3).sum()
     }
 
     /// Applies a checked event and records it for the embedder.
@@ -495,21 +482,13 @@ impl Queue {
         let new = IndexKey::of(task);
         let was_open = old.is_some_and(|o| !o.status.is_terminal());
         let was_queued = old.is_some_and(|o| o.status == TaskStatus::Queued);
-        // What `timers` holds for a state: its timer, unless it is queued and implicit.
-        let implicit = self.queued_timers_implicit;
-        let entry = |k: &IndexKey| match k.status {
-            TaskStatus::Queued if implicit => None,
-            _ => k.timer,
-        };
-        let new_entry = entry(&new);
-        let old_entry = old.as_ref().map(entry);
 
         if let Some(old) = old {
-            if old.status != new.status {
-                self.by_status[old.status].remove(&id);
+            if let Some(count) = self.counts.get_mut(old.status.index()) {
+                *count = count.saturating_sub(1);
             }
-            if old_entry != Some(new_entry)
-                && let Some(Some(at)) = old_entry
+            if old.timer != new.timer
+                && let Some(at) = old.timer
             {
                 self.timers.remove(&(at, id));
             }
@@ -521,11 +500,11 @@ impl Queue {
                 agent.tasks.remove(i);
             }
         }
-        if old.is_none_or(|o| o.status != new.status) {
-            self.by_status[new.status].insert(id);
+        if let Some(count) = self.counts.get_mut(new.status.index()) {
+            *count = count.saturating_add(1);
         }
-        if old_entry != Some(new_entry)
-            && let Some(at) = new_entry
+        if old.is_none_or(|o| o.timer != new.timer)
+            && let Some(at) = new.timer
         {
             self.timers.insert((at, id));
         }
@@ -541,31 +520,6 @@ impl Queue {
         let is_open = !new.status.is_terminal();
         let is_queued = new.status == TaskStatus::Queued;
 
-        // Implicit queued deadlines: a task joining the queued tasks must fit their order.
-        if implicit && is_queued && !was_queued {
-            let queued = &self.by_status[TaskStatus::Queued];
-            let timeout_of = |other: Option<&TaskId>| other.and_then(|o| self.tasks.get(o));
-            let fits = if queued.last() == Some(&id) {
-                timeout_of(queued.range(..id).next_back())
-                    .is_none_or(|p| p.timeout_ms <= task.timeout_ms)
-            } else {
-                timeout_of(queued.range(..id).next_back())
-                    .is_none_or(|p| p.timeout_ms <= task.timeout_ms)
-                    && timeout_of(queued.range(id..).nth(1))
-                        .is_none_or(|n| n.timeout_ms >= task.timeout_ms)
-            };
-            if !fits {
-                self.queued_timers_implicit = false;
-                for q in queued {
-                    if let Some(t) = self.tasks.get(q) {
-                        self.timers.insert((t.timeout_ms, *q));
-                    }
-                }
-            }
-        }
-        if !self.queued_timers_implicit && self.by_status[TaskStatus::Queued].is_empty() {
-            self.queued_timers_implicit = true;
-        }
         if was_open != is_open || was_queued != is_queued {
             // Look up by `&str` first: the entry API would clone the `Arc` even when present.
             let entry = match self.scanners.get_mut(&*task.scanner) {
@@ -612,7 +566,9 @@ impl Queue {
                 break;
             };
             if let Some(task) = self.tasks.take(&id) {
-                self.by_status[task.status].remove(&id);
+                if let Some(count) = self.counts.get_mut(task.status.index()) {
+                    *count = count.saturating_sub(1);
+                }
                 self.counters.evicted = self.counters.evicted.saturating_add(1);
             }
         }
@@ -745,21 +701,9 @@ impl Queue {
         Ok(())
     }
 
-    /// The next timer due: (instant, task), the earliest of `timers` and, while
-    /// `queued_timers_implicit`, the oldest queued task's deadline (ties go to the lower id,
-    /// as in one ordered set).
+    /// The next timer due: (instant, task).
     pub(crate) fn next_timer(&self) -> Option<(u64, TaskId)> {
-        let active = self.timers.first().copied();
-        if !self.queued_timers_implicit {
-            return active;
-        }
-        let queued = self.by_status[TaskStatus::Queued]
-            .first()
-            .and_then(|id| Some((self.tasks.get(id)?.timeout_ms, *id)));
-        match (active, queued) {
-            (Some(a), Some(q)) => Some(a.min(q)),
-            (a, q) => a.or(q),
-        }
+        self.timers.first().copied()
     }
 
     pub(crate) fn bound(&self, bound: crate::Bound) -> Error {

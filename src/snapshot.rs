@@ -11,7 +11,7 @@ use crate::stats::Counters;
 use crate::status::TaskStatus;
 use crate::task::StatusMessage;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 
 /// The format version written by this release.
 pub const SNAPSHOT_FORMAT: u32 = 1;
@@ -144,9 +144,14 @@ impl Queue {
         if (self.tasks.len() as u64).saturating_add(self.counters.evicted) != queued_ever {
             return bad("retained + evicted tasks differ from tasks queued".into());
         }
-        let indexed: usize = self.by_status.iter().map(BTreeSet::len).sum();
-        if indexed != self.tasks.len() {
-            return bad("status index size differs from the task count".into());
+        let mut counts = [0usize; 7];
+        for (_, t) in self.tasks.iter() {
+            if let Some(count) = counts.get_mut(t.status.index()) {
+                *count += 1;
+            }
+        }
+        if counts != self.counts {
+            return bad("status counts differ from the tasks".into());
         }
         if self.open_tasks() > c.max_open_tasks {
             return bad("more open tasks than max_open_tasks".into());
@@ -175,9 +180,6 @@ impl Queue {
             let at = |what: &str| Err(Error::Inconsistent(format!("task {id}: {what}")));
             if t.id != *id || id.0 == 0 || id.0 >= self.next_task_id {
                 return at("id out of range or misfiled");
-            }
-            if !self.by_status[t.status].contains(id) {
-                return at("not in its status index");
             }
             if t.application.0 == 0 || check_scanner_name(&t.scanner, c.max_scanner_len).is_err() {
                 return at("invalid application or scanner");
@@ -239,31 +241,14 @@ impl Queue {
                 }
             }
             if !t.status.is_terminal() {
-                let implicit = self.queued_timers_implicit && t.status == TaskStatus::Queued;
-                if in_timers != Some(!implicit) {
-                    return at("open without its timer, or queued with one while implicit");
+                if in_timers != Some(true) {
+                    return at("open without its timer");
                 }
                 *open_per_scanner.entry(&t.scanner).or_default() += 1;
             }
         }
-        let queued = &self.by_status[TaskStatus::Queued];
-        let implicit_timers = if self.queued_timers_implicit {
-            queued.len()
-        } else {
-            0
-        };
-        if self.timers.len() != self.open_tasks().saturating_sub(implicit_timers) {
+        if self.timers.len() != self.open_tasks() {
             return bad("timer count differs from the open task count".into());
-        }
-        if self.queued_timers_implicit {
-            let timeouts = queued.iter().filter_map(|id| self.tasks.get(id));
-            let ordered = timeouts
-                .clone()
-                .zip(timeouts.skip(1))
-                .all(|(a, b)| a.timeout_ms <= b.timeout_ms);
-            if !ordered {
-                return bad("queued deadlines out of id order while implicit".into());
-            }
         }
         if finished_seen.len() != self.tasks.len().saturating_sub(self.open_tasks()) {
             return bad("finished order differs from the finished tasks".into());

@@ -71,59 +71,40 @@ pub(crate) struct Listing {
     pub(crate) budget_spent: bool,
 }
 
-/// Tasks newest first (highest id first), filtered, from `filter.before` down: the
-/// per-status indexes are merged from the top, so a page costs O(log n) to start plus at most
-/// [`EXAMINE_MAX`] steps, whatever the queue's size.
+/// Tasks newest first (highest id first), filtered, from `filter.before` down: one walk down
+/// the queue's tasks in id order, so a page costs O(log n) to start plus at most
+/// [`EXAMINE_MAX`] steps, whatever the queue's size and the filters.
 pub(crate) fn newest_first(state: &State, filter: &Filter) -> Listing {
     let queue = &state.queue;
-    let statuses: Vec<TaskStatus> = match filter.status {
-        Some(s) => vec![s],
-        None => TaskStatus::ALL.to_vec(),
-    };
     let end = filter.before.map_or(Bound::Unbounded, Bound::Excluded);
-    let mut sources: Vec<_> = statuses
-        .iter()
-        .map(|s| queue.tasks_in(*s, (Bound::Unbounded, end)).rev().peekable())
-        .collect();
+    let mut tasks = queue.tasks_by_id((Bound::Unbounded, end)).rev();
     let mut listing = Listing::default();
     let mut examined = 0usize;
-    loop {
-        let best = sources
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(i, it)| it.peek().map(|t| (t.id(), i)))
-            .max();
-        let Some((id, i)) = best else { break };
-        let Some(task) = sources.get_mut(i).and_then(Iterator::next) else {
-            break;
-        };
+    for task in tasks.by_ref() {
         examined += 1;
-        let wanted = filter
-            .scanner
-            .as_deref()
-            .is_none_or(|s| s == task.scanner())
+        let wanted = filter.status.is_none_or(|s| s == task.status())
+            && filter
+                .scanner
+                .as_deref()
+                .is_none_or(|s| s == task.scanner())
             && filter.application.is_none_or(|a| a == task.application().0);
         if wanted {
             let mut row = Row::new(task);
             row.findings = state.result(task.id()).and_then(|r| r.findings);
             listing.rows.push(row);
             if listing.rows.len() == PAGE_ROWS {
-                listing.older = Some(id);
+                listing.older = Some(task.id());
                 break;
             }
         }
         if examined == EXAMINE_MAX {
-            listing.older = Some(id);
+            listing.older = Some(task.id());
             listing.budget_spent = true;
             break;
         }
     }
-    // A full page whose last row is the oldest task has no older page.
-    if let Some(older) = listing.older
-        && !statuses
-            .iter()
-            .any(|s| queue.tasks_in(*s, ..older).next().is_some())
-    {
+    // A page that stopped at the oldest task has no older page.
+    if listing.older.is_some() && tasks.next().is_none() {
         listing.older = None;
         listing.budget_spent = false;
     }
