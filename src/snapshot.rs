@@ -241,14 +241,20 @@ impl Queue {
                 }
             }
             if !t.status.is_terminal() {
-                if in_timers != Some(true) {
-                    return at("open without its timer");
+                let front = scanner.is_some_and(|s| s.explicit || s.queued.front() == Some(id));
+                if in_timers != Some(t.status != TaskStatus::Queued || front) {
+                    return at("timer entry missing, or queued with one its scanner should not have");
                 }
                 *open_per_scanner.entry(&t.scanner).or_default() += 1;
             }
         }
-        if self.timers.len() != self.open_tasks() {
-            return bad("timer count differs from the open task count".into());
+        let queued_timers = self.scanners.values().map(|s| match s.explicit {
+            true => s.queued.len(),
+            false => s.queued.len().min(1),
+        });
+        let queued_timers: usize = queued_timers.sum();
+        if self.timers.len() != held.saturating_add(queued_timers) {
+            return bad("timer count differs from the active tasks and scanner fronts".into());
         }
         if finished_seen.len() != self.tasks.len().saturating_sub(self.open_tasks()) {
             return bad("finished order differs from the finished tasks".into());
@@ -287,7 +293,12 @@ impl Queue {
                         .get(id)
                         .is_some_and(|t| t.status == TaskStatus::Queued && *t.scanner == *name)
                 });
-            if !all_queued {
+            let deadlines = s.queued.iter().filter_map(|id| self.tasks.get(id));
+            let ordered = deadlines
+                .clone()
+                .zip(deadlines.skip(1))
+                .all(|(a, b)| a.timeout_ms <= b.timeout_ms);
+            if !all_queued || !(s.explicit || ordered) || (s.explicit && s.queued.is_empty()) {
                 return bad(format!(
                     "scanner {name:?} queue is out of order or holds a task not queued for it"
                 ));
