@@ -73,8 +73,10 @@ pub struct Queue {
 }
 
 /// The per-scanner index.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ScannerQueue {
+    /// The scanner's name, shared by its open tasks (interned: one allocation per scanner).
+    pub(crate) name: Arc<str>,
     /// Open (non-terminal) tasks of this scanner; the entry is dropped at zero.
     pub(crate) open: usize,
     /// Queued task ids, oldest first. A sorted `VecDeque`, not a B-tree: a new task joins at
@@ -113,7 +115,9 @@ impl IndexKey {
         IndexKey {
             status: task.status,
             // Queued tasks' timers belong to the scanner index.
-            timer: task.timer_ms().filter(|_| task.status != TaskStatus::Queued),
+            timer: task
+                .timer_ms()
+                .filter(|_| task.status != TaskStatus::Queued),
             holder: match &task.assignment {
                 Some(a) if task.status.is_active() => Some(a.agent),
                 _ => None,
@@ -329,11 +333,8 @@ impl Queue {
                 let mut new = Task {
                     id: task,
                     application,
-                    // Interned: the event's name when it is the first of its scanner.
-                    scanner: match self.scanners.get_key_value(&**scanner) {
-                        Some((name, _)) => Arc::clone(name),
-                        None => Arc::clone(scanner),
-                    },
+                    // Interned by `reindex`.
+                    scanner: Arc::clone(scanner),
                     target_url: target_url.clone(),
                     scan_config,
                     status: TaskStatus::Queued,
@@ -463,14 +464,6 @@ impl Queue {
         }
     }
 
-    /// The interned name of a scanner (one allocation per scanner with open tasks).
-    pub(crate) fn scanner_name(&self, name: &str) -> Arc<str> {
-        match self.scanners.get_key_value(name) {
-            Some((name, _)) => Arc::clone(name),
-            None => Arc::from(name),
-        }
-    }
-
     /// Runs `f` on a task, then moves it in every index to match its new state.
     fn change(&mut self, id: TaskId, f: impl FnOnce(&mut Task)) {
         let Some(task) = self.tasks.get_mut(&id) else {
@@ -528,8 +521,21 @@ impl Queue {
             // Look up by `&str` first: the entry API would clone the `Arc` even when present.
             let entry = match self.scanners.get_mut(&*task.scanner) {
                 Some(entry) => entry,
-                None => self.scanners.entry(Arc::clone(&task.scanner)).or_default(),
+                None => {
+                    let name = Arc::clone(&task.scanner);
+                    self.scanners
+                        .entry(Arc::clone(&name))
+                        .or_insert(ScannerQueue {
+                            name,
+                            open: 0,
+                            queued: VecDeque::new(),
+                            explicit: false,
+                        })
+                }
             };
+            // A task new to the indexes (queued, replayed or restored) shares the name.
+            let intern = (old.is_none() && !Arc::ptr_eq(&entry.name, &task.scanner))
+                .then(|| Arc::clone(&entry.name));
             if !was_open && is_open {
                 entry.open = entry.open.saturating_add(1);
             }
@@ -566,11 +572,16 @@ impl Queue {
                 };
                 if entry.explicit {
                     timers.insert((task.timeout_ms, id));
-                } else if !fits(i.checked_sub(1), |a, b| a <= b) || !fits(Some(i + 1), |a, b| a >= b)
+                } else if !fits(i.checked_sub(1), |a, b| a <= b)
+                    || !fits(Some(i + 1), |a, b| a >= b)
                 {
                     // Out of order: every queued task of this scanner gets its entry.
                     entry.explicit = true;
-                    let old_front = if i == 0 { queued.get(1) } else { queued.front() };
+                    let old_front = if i == 0 {
+                        queued.get(1)
+                    } else {
+                        queued.front()
+                    };
                     if let Some(front) = old_front {
                         timers.remove(&deadline(front));
                     }
@@ -584,6 +595,11 @@ impl Queue {
             }
             if entry.open == 0 && entry.queued.is_empty() {
                 self.scanners.remove(&*task.scanner);
+            }
+            if let Some(name) = intern
+                && let Some(task) = self.tasks.get_mut(&id)
+            {
+                task.scanner = name;
             }
         }
         // After the scanner index, which may have just removed the same (deadline, id).

@@ -107,14 +107,10 @@ impl Queue {
                 },
             );
         }
-        for mut task in snapshot.tasks {
+        for task in snapshot.tasks {
             let id = task.id;
             if queue.tasks.contains_key(&id) {
                 return bad(format!("task {id} twice"));
-            }
-            // Intern the scanner name as live queueing does.
-            if let Some((name, _)) = queue.scanners.get_key_value(&*task.scanner) {
-                task.scanner = std::sync::Arc::clone(name);
             }
             if let Some(a) = &task.assignment
                 && task.status.is_active()
@@ -243,7 +239,9 @@ impl Queue {
             if !t.status.is_terminal() {
                 let front = scanner.is_some_and(|s| s.explicit || s.queued.front() == Some(id));
                 if in_timers != Some(t.status != TaskStatus::Queued || front) {
-                    return at("timer entry missing, or queued with one its scanner should not have");
+                    return at(
+                        "timer entry missing, or queued with one its scanner should not have",
+                    );
                 }
                 *open_per_scanner.entry(&t.scanner).or_default() += 1;
             }
