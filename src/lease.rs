@@ -147,4 +147,75 @@ mod tests {
         q.check_invariants().unwrap();
         assert_eq!(q.next_deadline_ms(), Some(T0 + 12 * HOUR));
     }
+
+    /// The timer index holds one entry per scanner front while each scanner's queued
+    /// deadlines are in id order, and every queued task's once they are not: against the
+    /// definition (the earliest timer of any open task, ties to the lower id) through random
+    /// queueing on three scanners, deadline changes (restores), assignment, cancellation,
+    /// revocation and expiry, with the invariants checked after every step.
+    #[test]
+    fn next_timer_is_the_earliest_open_timer() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut rand = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let scanners = ["a", "b", "c"];
+        let mut deadline = 12 * HOUR;
+        let mut q = Queue::new(config(deadline), KeySource::from_seed([3; 32])).unwrap();
+        let mut now = T0;
+        let mut agents = Vec::new();
+        let mut explicit_steps = 0;
+        for step in 0..1_500u64 {
+            now += rand(HOUR);
+            match rand(8) {
+                0 | 1 => {
+                    let scanner = scanners[rand(3) as usize];
+                    q.queue_scan(now, NewScan::new(ApplicationId(1), scanner))
+                        .unwrap();
+                }
+                2 => {
+                    let agent = q.register_agent(now).unwrap();
+                    agents.push((agent.id, agent.key.expose_secret().to_owned()));
+                }
+                3 if !agents.is_empty() => {
+                    let (_, key) = &agents[rand(agents.len() as u64) as usize];
+                    let wanted = &scanners[..1 + rand(3) as usize];
+                    q.request_task(now, key, wanted, "").unwrap();
+                }
+                4 => {
+                    let id = TaskId(1 + rand(q.next_task_id));
+                    let _ = q.cancel_task(now, id);
+                }
+                5 if rand(4) == 0 && !agents.is_empty() => {
+                    let (id, _) = agents.swap_remove(rand(agents.len() as u64) as usize);
+                    q.revoke_agent(now, id).unwrap();
+                }
+                6 if rand(8) == 0 => {
+                    // The task deadline changes between restarts, queued tasks kept.
+                    deadline = HOUR * (1 + rand(24));
+                    let keys = KeySource::from_seed([step as u8; 32]);
+                    q = Queue::restore(config(deadline), keys, q.snapshot()).unwrap();
+                }
+                _ => {
+                    q.advance(now);
+                }
+            }
+            q.check_invariants().unwrap();
+            let earliest = q
+                .tasks_by_id(..)
+                .filter_map(|t| Some((t.timer_ms()?, t.id())))
+                .min();
+            assert_eq!(q.next_timer(), earliest, "step {step}");
+            explicit_steps += usize::from(q.scanners.values().any(|s| s.explicit));
+            q.drain_events().for_each(drop);
+        }
+        // Both ways were taken.
+        assert!(
+            explicit_steps > 0 && explicit_steps < 1_500,
+            "{explicit_steps}"
+        );
+    }
 }

@@ -560,10 +560,13 @@ impl Queue {
                 entry.explicit &= !queued.is_empty();
             }
             if !was_queued && is_queued {
-                let i = match queued.binary_search(&id) {
-                    _ if queued.back().is_none_or(|last| *last < id) => queued.len(),
-                    Err(i) => i,
-                    Ok(_) => return, // already there: unreachable while the indexes agree
+                let i = if queued.back().is_none_or(|last| *last < id) {
+                    queued.len()
+                } else {
+                    match queued.binary_search(&id) {
+                        Err(i) => i,
+                        Ok(_) => return, // already there: unreachable while the indexes agree
+                    }
                 };
                 queued.insert(i, id);
                 let fits = |j: Option<usize>, ok: fn(u64, u64) -> bool| {
