@@ -51,17 +51,11 @@ pub struct AgentRecord {
 impl Queue {
     /// The whole state, tasks and agents in id order (so equal states give equal snapshots).
     pub fn snapshot(&self) -> Snapshot {
-        let mut ids: Vec<TaskId> = self.tasks.keys().collect();
-        ids.sort_unstable();
         Snapshot {
             format: SNAPSHOT_FORMAT,
             clock_ms: self.clock_ms,
             next_task_id: self.next_task_id,
-            tasks: ids
-                .iter()
-                .filter_map(|id| self.tasks.get(id))
-                .cloned()
-                .collect(),
+            tasks: self.tasks.iter().map(|(_, t)| t.clone()).collect(),
             finished: self.finished.iter().copied().collect(),
             agents: self
                 .agents

@@ -183,11 +183,6 @@ impl TaskStore {
         self.range(..)
     }
 
-    /// Every id, in order.
-    pub(crate) fn keys(&self) -> impl Iterator<Item = TaskId> + '_ {
-        self.iter().map(|(id, _)| id)
-    }
-
     /// The tasks with an id in `range`, in id order; an inverted range is empty.
     pub(crate) fn range(
         &self,
@@ -257,7 +252,7 @@ mod tests {
     fn same(store: &TaskStore, model: &BTreeMap<u64, u64>) {
         assert_eq!(store.len(), model.len());
         // In id order, whole and by range, both ways.
-        let ids: Vec<u64> = store.keys().map(|id| id.0).collect();
+        let ids: Vec<u64> = store.iter().map(|(id, _)| id.0).collect();
         assert_eq!(ids, model.keys().copied().collect::<Vec<_>>());
         if let (Some(&lo), Some(&hi)) = (model.keys().nth(model.len() / 3), model.keys().last()) {
             let ranged: Vec<u64> = store
