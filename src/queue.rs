@@ -70,6 +70,40 @@ pub struct Queue {
     pub(crate) rejected_key_checks: u64,
     /// Events not yet taken by [`Queue::drain_events`].
     pub(crate) events: Vec<Event>,
+    /// Allocations of evicted tasks, reused by the next ones (at most [`SPARE`] of each).
+    spare: Spare,
+}
+
+/// How many evicted tasks' allocations are kept for reuse: one suffices while tasks finish
+/// as fast as they come; a few more absorb bursts. At most ≈ 7 KiB.
+const SPARE: usize = 16;
+
+/// An evicted task's box (its old strings, until reused) with an emptied history that keeps
+/// its buffer, and assignment boxes. Reusing them saves three allocations and frees per
+/// lifecycle: the task's box, its history buffer and that buffer's growth when assigned,
+/// and the assignment's box (≈ 1 000 instructions per lifecycle, BENCHMARKS.md).
+#[derive(Default)]
+struct Spare {
+    tasks: Vec<Box<Task>>,
+    assignments: Vec<Box<Assignment>>,
+}
+
+impl Spare {
+    fn keep(&mut self, mut task: Box<Task>) {
+        if let Some(a) = task.assignment.take()
+            && self.assignments.len() < SPARE
+        {
+            self.assignments.push(a);
+        }
+        if self.tasks.len() < SPARE {
+            // A long history's buffer is not kept (a queued task would hold it).
+            if task.history.capacity() > 4 {
+                task.history = Vec::new();
+            }
+            task.history.clear();
+            self.tasks.push(task);
+        }
+    }
 }
 
 /// The per-scanner index.
@@ -162,6 +196,7 @@ impl Queue {
             counters: Counters::default(),
             rejected_key_checks: 0,
             events: Vec::new(),
+            spare: Spare::default(),
         })
     }
 
@@ -330,6 +365,12 @@ impl Queue {
                 at_ms,
                 timeout_ms,
             } => {
+                let mut spare = self.spare.tasks.pop();
+                let history = match spare {
+                    Some(ref mut t) if t.history.capacity() > 0 => std::mem::take(&mut t.history),
+                    // Most queued tasks never get a second entry; don't reserve four.
+                    _ => Vec::with_capacity(1),
+                };
                 let mut new = Task {
                     id: task,
                     application,
@@ -345,10 +386,16 @@ impl Queue {
                     attempts: 0,
                     assignment: None,
                     lease_lost_by: None,
-                    // Most queued tasks never get a second entry; don't reserve four.
-                    history: Vec::with_capacity(1),
+                    history,
                 };
                 new.push_status(at_ms, StatusMessage::Queued { at_ms }, max_history);
+                let new = match spare {
+                    Some(mut b) => {
+                        *b = new;
+                        b
+                    }
+                    None => Box::new(new),
+                };
                 self.tasks.insert(task, new);
                 self.next_task_id = self.next_task_id.max(task.0.saturating_add(1));
                 self.counters.queued = self.counters.queued.saturating_add(1);
@@ -362,6 +409,7 @@ impl Queue {
                 at_ms,
                 lease_until_ms,
             } => {
+                let spare = self.spare.assignments.pop();
                 self.change(task, |t| {
                     t.status = TaskStatus::Assigned;
                     t.start_ms = Some(at_ms);
@@ -371,11 +419,18 @@ impl Queue {
                     if t.lease_lost_by.as_deref() == Some(&agent) {
                         t.lease_lost_by = None;
                     }
-                    t.assignment = Some(Box::new(Assignment {
+                    let assignment = Assignment {
                         agent,
                         task_key: task_key.clone(),
                         lease_until_ms,
-                    }));
+                    };
+                    t.assignment = Some(match spare {
+                        Some(mut b) => {
+                            *b = assignment;
+                            b
+                        }
+                        None => Box::new(assignment),
+                    });
                     let agent_config = Arc::clone(agent_config);
                     t.push_status(at_ms, StatusMessage::Assigned { agent_config }, max_history);
                 });
@@ -630,6 +685,7 @@ impl Queue {
                     *count = count.saturating_sub(1);
                 }
                 self.counters.evicted = self.counters.evicted.saturating_add(1);
+                self.spare.keep(task);
             }
         }
         // Give memory back after a burst.

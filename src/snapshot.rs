@@ -112,7 +112,7 @@ impl Queue {
             {
                 return bad(format!("task {id} held by unknown agent {}", a.agent));
             }
-            queue.tasks.insert(id, task);
+            queue.tasks.insert(id, Box::new(task));
             queue.reindex(id, None, false);
         }
         queue.finished = snapshot.finished.into_iter().collect();

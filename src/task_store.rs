@@ -82,8 +82,7 @@ impl TaskStore {
     }
 
     /// Stores a task under `id`, replacing any task stored under it.
-    pub(crate) fn insert(&mut self, id: TaskId, task: Task) {
-        let task = Box::new(task);
+    pub(crate) fn insert(&mut self, id: TaskId, task: Box<Task>) {
         if self.slots.is_empty() {
             // Stragglers stay below the slab: an id below one of them joins them.
             if self
@@ -288,7 +287,7 @@ mod tests {
         for step in 0..60_000u64 {
             match rand(10) {
                 0..=4 => {
-                    store.insert(TaskId(next), task(next));
+                    store.insert(TaskId(next), Box::new(task(next)));
                     model.insert(next, next);
                     next += 1;
                 }
@@ -315,7 +314,7 @@ mod tests {
                     } else {
                         rand(next + 1)
                     };
-                    store.insert(TaskId(id), task(id + 1));
+                    store.insert(TaskId(id), Box::new(task(id + 1)));
                     model.insert(id, id + 1);
                     next = next.max(id + 1);
                 }
