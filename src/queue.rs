@@ -20,7 +20,7 @@ use crate::key::{AgentKey, presented_selector};
 use crate::rng::KeySource;
 use crate::stats::{Counters, Stats};
 use crate::status::TaskStatus;
-use crate::task::{Assignment, StatusMessage, Task};
+use crate::task::{Assignment, StatusEntry, StatusMessage, Task};
 use crate::task_store::TaskStore;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -78,14 +78,16 @@ pub struct Queue {
 /// as fast as they come; a few more absorb bursts. At most ≈ 7 KiB.
 const SPARE: usize = 16;
 
-/// An evicted task's box (its old strings, until reused) with an emptied history that keeps
-/// its buffer, and assignment boxes. Reusing them saves three allocations and frees per
-/// lifecycle: the task's box, its history buffer and that buffer's growth when assigned,
-/// and the assignment's box (≈ 1 000 instructions per lifecycle, BENCHMARKS.md).
+/// Evicted tasks' boxes (with their old strings, until reused), assignment boxes, and empty
+/// history buffers of one entry (for queued tasks) and of four (swapped in at assignment,
+/// the one-entry buffer coming back): so a queued task still holds one entry's buffer, and a
+/// lifecycle allocates none of these four (≈ 1 000 instructions less, BENCHMARKS.md).
 #[derive(Default)]
 struct Spare {
     tasks: Vec<Box<Task>>,
     assignments: Vec<Box<Assignment>>,
+    /// Empty buffers with room for 1 and for 4 entries.
+    histories: [Vec<Vec<StatusEntry>>; 2],
 }
 
 impl Spare {
@@ -95,13 +97,21 @@ impl Spare {
         {
             self.assignments.push(a);
         }
+        self.keep_history(std::mem::take(&mut task.history));
         if self.tasks.len() < SPARE {
-            // A long history's buffer is not kept (a queued task would hold it).
-            if task.history.capacity() > 4 {
-                task.history = Vec::new();
-            }
-            task.history.clear();
             self.tasks.push(task);
+        }
+    }
+
+    fn keep_history(&mut self, mut history: Vec<StatusEntry>) {
+        let pool = match history.capacity() {
+            1 => &mut self.histories[0],
+            4 => &mut self.histories[1],
+            _ => return,
+        };
+        if pool.len() < SPARE {
+            history.clear();
+            pool.push(history);
         }
     }
 }
@@ -365,12 +375,10 @@ impl Queue {
                 at_ms,
                 timeout_ms,
             } => {
-                let mut spare = self.spare.tasks.pop();
-                let history = match spare {
-                    Some(ref mut t) if t.history.capacity() > 0 => std::mem::take(&mut t.history),
-                    // Most queued tasks never get a second entry; don't reserve four.
-                    _ => Vec::with_capacity(1),
-                };
+                let spare = self.spare.tasks.pop();
+                // Most queued tasks never get a second entry; don't reserve four.
+                let history = self.spare.histories[0].pop();
+                let history = history.unwrap_or_else(|| Vec::with_capacity(1));
                 let mut new = Task {
                     id: task,
                     application,
@@ -410,6 +418,7 @@ impl Queue {
                 lease_until_ms,
             } => {
                 let spare = self.spare.assignments.pop();
+                let mut history = self.spare.histories[1].pop();
                 self.change(task, |t| {
                     t.status = TaskStatus::Assigned;
                     t.start_ms = Some(at_ms);
@@ -431,9 +440,16 @@ impl Queue {
                         }
                         None => Box::new(assignment),
                     });
+                    if let Some(h) = history.as_mut().filter(|_| t.history.len() == 1) {
+                        h.append(&mut t.history);
+                        std::mem::swap(h, &mut t.history);
+                    }
                     let agent_config = Arc::clone(agent_config);
                     t.push_status(at_ms, StatusMessage::Assigned { agent_config }, max_history);
                 });
+                if let Some(h) = history {
+                    self.spare.keep_history(h);
+                }
                 self.counters.assignments = self.counters.assignments.saturating_add(1);
             }
             Event::StatusUpdated {
