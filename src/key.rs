@@ -24,20 +24,18 @@ impl Secret {
         const ALPHABET: &[u8; 62] =
             b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
         let mut bytes = [0u8; KEY_LEN];
-        let mut slots = bytes.iter_mut();
+        let mut filled = 0;
         let mut random = [0u8; 64];
-        loop {
+        while filled < KEY_LEN {
             rng.fill_bytes(&mut random);
-            let accepted = random
-                .iter()
-                .filter_map(|b| ALPHABET.get(usize::from(b & 0x3f)));
-            // `accepted` first: zip pulls from it before the slots, so no slot is skipped when
-            // this draw runs out.
-            for (c, slot) in accepted.zip(slots.by_ref()) {
-                *slot = *c;
-            }
-            if slots.len() == 0 {
-                break;
+            for b in random {
+                let Some(slot) = bytes.get_mut(filled) else {
+                    break;
+                };
+                if let Some(c) = ALPHABET.get(usize::from(b & 0x3f)) {
+                    *slot = *c;
+                    filled += 1;
+                }
             }
         }
         Secret(bytes)

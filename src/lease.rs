@@ -71,7 +71,7 @@ mod tests {
 
     /// Deadlines out of id order (the task deadline shortened between restarts): every
     /// deadline still fires at its instant, in (instant, id) order, and `next_deadline_ms`
-    /// stays exact, through the switch to explicit queued timers and back.
+    /// stays exact.
     #[test]
     fn deadlines_out_of_id_order() {
         let mut q = Queue::new(config(12 * HOUR), KeySource::from_seed([1; 32])).unwrap();
@@ -79,16 +79,14 @@ mod tests {
             q.queue_scan(T0 + i, NewScan::new(ApplicationId(1), ZAP))
                 .unwrap();
         }
-        assert!(q.queued_timers_implicit);
         let snapshot = q.snapshot();
         let mut q = Queue::restore(config(HOUR), KeySource::from_seed([2; 32]), snapshot).unwrap();
         // Task 4's deadline is before tasks 1-3's.
         q.queue_scan(T0 + 10, NewScan::new(ApplicationId(1), ZAP))
             .unwrap();
-        assert!(!q.queued_timers_implicit);
         q.check_invariants().unwrap();
         assert_eq!(q.next_deadline_ms(), Some(T0 + 10 + HOUR));
-        // Task 1 is taken; its lease runs out (requeued, while explicit) before its deadline.
+        // Task 1 is taken; its lease runs out (requeued) before its deadline.
         let agent = q
             .register_agent(T0 + 20)
             .unwrap()
@@ -122,19 +120,15 @@ mod tests {
             ]
         );
         assert_eq!(q.next_deadline_ms(), None);
-        // No task queued any more: implicit again.
-        assert!(q.queued_timers_implicit);
         q.check_invariants().unwrap();
         q.queue_scan(T0 + 14 * HOUR, NewScan::new(ApplicationId(1), ZAP))
             .unwrap();
-        assert!(q.queued_timers_implicit);
         assert_eq!(q.next_deadline_ms(), Some(T0 + 15 * HOUR));
         assert_eq!(q.tasks_with_status(TaskStatus::Queued).count(), 1);
         q.check_invariants().unwrap();
     }
 
-    /// A requeued task keeps its deadline and fits the queued order; the oldest queued
-    /// deadline is the next one while implicit.
+    /// A requeued task keeps its deadline; the oldest queued deadline is the next one.
     #[test]
     fn requeued_tasks_keep_the_order() {
         let mut q = Queue::new(config(12 * HOUR), KeySource::from_seed([1; 32])).unwrap();
@@ -150,7 +144,6 @@ mod tests {
         // The leases run out first.
         assert_eq!(q.next_deadline_ms(), Some(T0 + 5 + 10 * HOUR));
         q.revoke_agent(T0 + 6, agent_id).unwrap();
-        assert!(q.queued_timers_implicit);
         q.check_invariants().unwrap();
         assert_eq!(q.next_deadline_ms(), Some(T0 + 12 * HOUR));
     }

@@ -19,8 +19,8 @@ use crate::ids::{AgentId, TaskId};
 use crate::key::{AgentKey, presented_selector};
 use crate::rng::KeySource;
 use crate::stats::{Counters, Stats};
-use crate::status::{PerStatus, TaskStatus};
-use crate::task::{Assignment, StatusMessage, Task};
+use crate::status::TaskStatus;
+use crate::task::{Assignment, StatusEntry, StatusMessage, Task};
 use crate::task_store::TaskStore;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -51,19 +51,14 @@ pub struct Queue {
     pub(crate) next_task_id: u64,
     /// Every task not yet evicted.
     pub(crate) tasks: TaskStore,
-    /// Task ids by status (index [`TaskStatus::index`]), for counts and ordered listings.
-    pub(crate) by_status: PerStatus<BTreeSet<TaskId>>,
+    /// Retained tasks per status (index [`TaskStatus::index`]). Counts, not sets of ids:
+    /// listings read `tasks` in id order and filter.
+    pub(crate) counts: [usize; 7],
     /// Per scanner: open tasks using it, and its queued task ids in order (oldest first).
     pub(crate) scanners: FxHashMap<Arc<str>, ScannerQueue>,
-    /// One entry per open task: (its next timer instant, id), except queued tasks while
-    /// `queued_timers_implicit`. See [`Queue::next_timer`].
+    /// (next timer instant, id) of every active task, and of the queued tasks that
+    /// [`ScannerQueue::explicit`] says have one. The first entry is the next timer due.
     pub(crate) timers: BTreeSet<(u64, TaskId)>,
-    /// True while the queued tasks' deadlines are non-decreasing in id (always, unless the
-    /// task deadline was changed with tasks queued, or a snapshot or journal says otherwise):
-    /// then queued tasks have no entry in `timers`, and the earliest queued deadline is the
-    /// oldest queued task's. When a task would break the order, every queued task gets its
-    /// entry; the queue goes back to implicit when no task is queued.
-    pub(crate) queued_timers_implicit: bool,
     /// Finished tasks in the order they finished; the front is evicted first.
     pub(crate) finished: VecDeque<TaskId>,
     /// Registered agents by id (ordered, for deterministic snapshots).
@@ -75,17 +70,72 @@ pub struct Queue {
     pub(crate) rejected_key_checks: u64,
     /// Events not yet taken by [`Queue::drain_events`].
     pub(crate) events: Vec<Event>,
+    /// Allocations of evicted tasks, reused by the next ones (at most [`SPARE`] of each).
+    spare: Spare,
+}
+
+/// How many evicted tasks' allocations are kept for reuse: one suffices while tasks finish
+/// as fast as they come; a few more absorb bursts. At most ≈ 7 KiB.
+const SPARE: usize = 16;
+
+/// Evicted tasks' boxes (with their old strings, until reused), assignment boxes, and empty
+/// history buffers of one entry (for queued tasks) and of four (swapped in at assignment,
+/// the one-entry buffer coming back): so a queued task still holds one entry's buffer, and a
+/// lifecycle allocates none of these four (4 allocations and ≈ 490 instructions less per
+/// lifecycle, BENCHMARKS.md).
+#[derive(Default)]
+#[expect(clippy::vec_box, reason = "the boxes are what is reused")]
+struct Spare {
+    tasks: Vec<Box<Task>>,
+    assignments: Vec<Box<Assignment>>,
+    /// Empty buffers with room for 1 and for 4 entries.
+    histories: [Vec<Vec<StatusEntry>>; 2],
+}
+
+impl Spare {
+    fn keep(&mut self, mut task: Box<Task>) {
+        if let Some(a) = task.assignment.take()
+            && self.assignments.len() < SPARE
+        {
+            self.assignments.push(a);
+        }
+        self.keep_history(std::mem::take(&mut task.history));
+        if self.tasks.len() < SPARE {
+            self.tasks.push(task);
+        }
+    }
+
+    fn keep_history(&mut self, mut history: Vec<StatusEntry>) {
+        let pool = match history.capacity() {
+            1 => &mut self.histories[0],
+            4 => &mut self.histories[1],
+            _ => return,
+        };
+        if pool.len() < SPARE {
+            history.clear();
+            pool.push(history);
+        }
+    }
 }
 
 /// The per-scanner index.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ScannerQueue {
+    /// The scanner's name, shared by its open tasks (interned: one allocation per scanner).
+    pub(crate) name: Arc<str>,
     /// Open (non-terminal) tasks of this scanner; the entry is dropped at zero.
     pub(crate) open: usize,
     /// Queued task ids, oldest first. A sorted `VecDeque`, not a B-tree: a new task joins at
     /// the back and assignment takes the front, so the usual changes cost O(1); a requeued
     /// (old) task goes in near the front and a cancelled one leaves by binary search.
     pub(crate) queued: VecDeque<TaskId>,
+    /// Whether every queued task of this scanner has its deadline in `timers`. False while
+    /// their deadlines are non-decreasing in id (always, unless the task deadline changed
+    /// with tasks queued): then only the front task's is there, since it is the earliest.
+    /// One timer entry per scanner instead of one per queued task: ≈ 28 B less per queued
+    /// task (259 → 231 B at 1 000 000 queued, BENCHMARKS.md) and a B-tree as small as the
+    /// active tasks. Set when a task breaks the order, cleared when the queue empties.
+    pub(crate) explicit: bool,
 }
 
 /// A registered scan agent.
@@ -110,7 +160,10 @@ impl IndexKey {
     pub(crate) fn of(task: &Task) -> IndexKey {
         IndexKey {
             status: task.status,
-            timer: task.timer_ms(),
+            // Queued tasks' timers belong to the scanner index.
+            timer: task
+                .timer_ms()
+                .filter(|_| task.status != TaskStatus::Queued),
             holder: match &task.assignment {
                 Some(a) if task.status.is_active() => Some(a.agent),
                 _ => None,
@@ -146,16 +199,16 @@ impl Queue {
             clock_ms: 0,
             next_task_id: 1,
             tasks: TaskStore::default(),
-            by_status: Default::default(),
+            counts: [0; 7],
             scanners: FxHashMap::default(),
             timers: BTreeSet::new(),
-            queued_timers_implicit: true,
             finished: VecDeque::new(),
             agents: BTreeMap::new(),
             agent_by_selector: FxHashMap::default(),
             counters: Counters::default(),
             rejected_key_checks: 0,
             events: Vec::new(),
+            spare: Spare::default(),
         })
     }
 
@@ -182,36 +235,30 @@ impl Queue {
         self.tasks_in(status, ..)
     }
 
-    /// Tasks with `status` and an id in `range`, e.g. `TaskId(100)..` to page through a long
-    /// listing with bounded work per page.
+    /// Tasks with `status` and an id in `range`, oldest first: a filter over
+    /// [`tasks_by_id`](Queue::tasks_by_id), so it costs one step per retained task in the range.
     pub fn tasks_in(
         &self,
         status: TaskStatus,
         range: impl std::ops::RangeBounds<TaskId>,
     ) -> impl DoubleEndedIterator<Item = &Task> + '_ {
-        let set = &self.by_status[status];
-        let ids = match (range.start_bound(), range.end_bound()) {
-            // BTreeSet::range panics on an inverted range; an empty one is the right answer.
-            (
-                std::ops::Bound::Included(a) | std::ops::Bound::Excluded(a),
-                std::ops::Bound::Included(b) | std::ops::Bound::Excluded(b),
-            ) if a > b => None,
-            (std::ops::Bound::Excluded(a), std::ops::Bound::Excluded(b)) if a == b => None,
-            (start, end) => Some(set.range((start.cloned(), end.cloned()))),
-        };
-        ids.into_iter()
-            .flatten()
-            .filter_map(move |id| self.tasks.get(id))
+        self.tasks_by_id(range).filter(move |t| t.status == status)
+    }
+
+    /// Every retained task with an id in `range`, oldest (lowest id) first, e.g.
+    /// `..TaskId(100)` with `.rev()` to page newest first: O(log n) to start, then one step
+    /// per task (an inverted range is empty).
+    pub fn tasks_by_id(
+        &self,
+        range: impl std::ops::RangeBounds<TaskId>,
+    ) -> impl DoubleEndedIterator<Item = &Task> + '_ {
+        self.tasks.range(range).map(|(_, t)| t)
     }
 
     /// Counts per status and lifetime counters.
     pub fn stats(&self) -> Stats {
-        let mut by_status = [0usize; 7];
-        for (count, set) in by_status.iter_mut().zip(self.by_status.iter()) {
-            *count = set.len();
-        }
         Stats {
-            by_status,
+            by_status: self.counts,
             agents: self.agents.len(),
             counters: self.counters.clone(),
             rejected_key_checks: self.rejected_key_checks,
@@ -269,7 +316,7 @@ impl Queue {
 
     /// The number of open (queued, assigned or in progress) tasks.
     pub(crate) fn open_tasks(&self) -> usize {
-        self.by_status.open().map(BTreeSet::len).sum()
+        self.counts.iter().take(3).sum()
     }
 
     /// Applies a checked event and records it for the embedder.
@@ -330,14 +377,15 @@ impl Queue {
                 at_ms,
                 timeout_ms,
             } => {
+                let spare = self.spare.tasks.pop();
+                // Most queued tasks never get a second entry; don't reserve four.
+                let history = self.spare.histories[0].pop();
+                let history = history.unwrap_or_else(|| Vec::with_capacity(1));
                 let mut new = Task {
                     id: task,
                     application,
-                    // Interned: the event's name when it is the first of its scanner.
-                    scanner: match self.scanners.get_key_value(&**scanner) {
-                        Some((name, _)) => Arc::clone(name),
-                        None => Arc::clone(scanner),
-                    },
+                    // Interned by `reindex`.
+                    scanner: Arc::clone(scanner),
                     target_url: target_url.clone(),
                     scan_config,
                     status: TaskStatus::Queued,
@@ -348,10 +396,16 @@ impl Queue {
                     attempts: 0,
                     assignment: None,
                     lease_lost_by: None,
-                    // Most queued tasks never get a second entry; don't reserve four.
-                    history: Vec::with_capacity(1),
+                    history,
                 };
                 new.push_status(at_ms, StatusMessage::Queued { at_ms }, max_history);
+                let new = match spare {
+                    Some(mut b) => {
+                        *b = new;
+                        b
+                    }
+                    None => Box::new(new),
+                };
                 self.tasks.insert(task, new);
                 self.next_task_id = self.next_task_id.max(task.0.saturating_add(1));
                 self.counters.queued = self.counters.queued.saturating_add(1);
@@ -365,6 +419,8 @@ impl Queue {
                 at_ms,
                 lease_until_ms,
             } => {
+                let spare = self.spare.assignments.pop();
+                let mut history = self.spare.histories[1].pop();
                 self.change(task, |t| {
                     t.status = TaskStatus::Assigned;
                     t.start_ms = Some(at_ms);
@@ -374,14 +430,28 @@ impl Queue {
                     if t.lease_lost_by.as_deref() == Some(&agent) {
                         t.lease_lost_by = None;
                     }
-                    t.assignment = Some(Box::new(Assignment {
+                    let assignment = Assignment {
                         agent,
                         task_key: task_key.clone(),
                         lease_until_ms,
-                    }));
+                    };
+                    t.assignment = Some(match spare {
+                        Some(mut b) => {
+                            *b = assignment;
+                            b
+                        }
+                        None => Box::new(assignment),
+                    });
+                    if let Some(h) = history.as_mut().filter(|_| t.history.len() == 1) {
+                        h.append(&mut t.history);
+                        std::mem::swap(h, &mut t.history);
+                    }
                     let agent_config = Arc::clone(agent_config);
                     t.push_status(at_ms, StatusMessage::Assigned { agent_config }, max_history);
                 });
+                if let Some(h) = history {
+                    self.spare.keep_history(h);
+                }
                 self.counters.assignments = self.counters.assignments.saturating_add(1);
             }
             Event::StatusUpdated {
@@ -467,14 +537,6 @@ impl Queue {
         }
     }
 
-    /// The interned name of a scanner (one allocation per scanner with open tasks).
-    pub(crate) fn scanner_name(&self, name: &str) -> Arc<str> {
-        match self.scanners.get_key_value(name) {
-            Some((name, _)) => Arc::clone(name),
-            None => Arc::from(name),
-        }
-    }
-
     /// Runs `f` on a task, then moves it in every index to match its new state.
     fn change(&mut self, id: TaskId, f: impl FnOnce(&mut Task)) {
         let Some(task) = self.tasks.get_mut(&id) else {
@@ -495,21 +557,13 @@ impl Queue {
         let new = IndexKey::of(task);
         let was_open = old.is_some_and(|o| !o.status.is_terminal());
         let was_queued = old.is_some_and(|o| o.status == TaskStatus::Queued);
-        // What `timers` holds for a state: its timer, unless it is queued and implicit.
-        let implicit = self.queued_timers_implicit;
-        let entry = |k: &IndexKey| match k.status {
-            TaskStatus::Queued if implicit => None,
-            _ => k.timer,
-        };
-        let new_entry = entry(&new);
-        let old_entry = old.as_ref().map(entry);
 
         if let Some(old) = old {
-            if old.status != new.status {
-                self.by_status[old.status].remove(&id);
+            if let Some(count) = self.counts.get_mut(old.status.index()) {
+                *count = count.saturating_sub(1);
             }
-            if old_entry != Some(new_entry)
-                && let Some(Some(at)) = old_entry
+            if old.timer != new.timer
+                && let Some(at) = old.timer
             {
                 self.timers.remove(&(at, id));
             }
@@ -521,13 +575,8 @@ impl Queue {
                 agent.tasks.remove(i);
             }
         }
-        if old.is_none_or(|o| o.status != new.status) {
-            self.by_status[new.status].insert(id);
-        }
-        if old_entry != Some(new_entry)
-            && let Some(at) = new_entry
-        {
-            self.timers.insert((at, id));
+        if let Some(count) = self.counts.get_mut(new.status.index()) {
+            *count = count.saturating_add(1);
         }
         if old.is_none_or(|o| o.holder != new.holder)
             && let Some(agent) = new.holder
@@ -541,61 +590,99 @@ impl Queue {
         let is_open = !new.status.is_terminal();
         let is_queued = new.status == TaskStatus::Queued;
 
-        // Implicit queued deadlines: a task joining the queued tasks must fit their order.
-        if implicit && is_queued && !was_queued {
-            let queued = &self.by_status[TaskStatus::Queued];
-            let timeout_of = |other: Option<&TaskId>| other.and_then(|o| self.tasks.get(o));
-            let fits = if queued.last() == Some(&id) {
-                timeout_of(queued.range(..id).next_back())
-                    .is_none_or(|p| p.timeout_ms <= task.timeout_ms)
-            } else {
-                timeout_of(queued.range(..id).next_back())
-                    .is_none_or(|p| p.timeout_ms <= task.timeout_ms)
-                    && timeout_of(queued.range(id..).nth(1))
-                        .is_none_or(|n| n.timeout_ms >= task.timeout_ms)
-            };
-            if !fits {
-                self.queued_timers_implicit = false;
-                for q in queued {
-                    if let Some(t) = self.tasks.get(q) {
-                        self.timers.insert((t.timeout_ms, *q));
-                    }
-                }
-            }
-        }
-        if !self.queued_timers_implicit && self.by_status[TaskStatus::Queued].is_empty() {
-            self.queued_timers_implicit = true;
-        }
         if was_open != is_open || was_queued != is_queued {
             // Look up by `&str` first: the entry API would clone the `Arc` even when present.
             let entry = match self.scanners.get_mut(&*task.scanner) {
                 Some(entry) => entry,
-                None => self.scanners.entry(Arc::clone(&task.scanner)).or_default(),
+                None => {
+                    let name = Arc::clone(&task.scanner);
+                    self.scanners
+                        .entry(Arc::clone(&name))
+                        .or_insert(ScannerQueue {
+                            name,
+                            open: 0,
+                            queued: VecDeque::new(),
+                            explicit: false,
+                        })
+                }
             };
+            // A task new to the indexes (queued, replayed or restored) shares the name.
+            let intern = (old.is_none() && !Arc::ptr_eq(&entry.name, &task.scanner))
+                .then(|| Arc::clone(&entry.name));
             if !was_open && is_open {
                 entry.open = entry.open.saturating_add(1);
             }
             if was_open && !is_open {
                 entry.open = entry.open.saturating_sub(1);
             }
-            let queued = &mut entry.queued;
+            let (queued, timers) = (&mut entry.queued, &mut self.timers);
+            let deadline = |id: &TaskId| (self.tasks.get(id).map_or(0, |t| t.timeout_ms), *id);
             if was_queued && !is_queued {
-                if queued.front() == Some(&id) {
+                let was_front = queued.front() == Some(&id);
+                if was_front {
                     queued.pop_front();
                 } else if let Ok(i) = queued.binary_search(&id) {
                     queued.remove(i);
                 }
+                if entry.explicit || was_front {
+                    timers.remove(&(task.timeout_ms, id));
+                }
+                if let Some(front) = queued.front().filter(|_| was_front && !entry.explicit) {
+                    timers.insert(deadline(front));
+                }
+                entry.explicit &= !queued.is_empty();
             }
             if !was_queued && is_queued {
-                if queued.back().is_none_or(|last| *last < id) {
-                    queued.push_back(id);
-                } else if let Err(i) = queued.binary_search(&id) {
-                    queued.insert(i, id);
+                let i = if queued.back().is_none_or(|last| *last < id) {
+                    queued.len()
+                } else {
+                    match queued.binary_search(&id) {
+                        Err(i) => i,
+                        Ok(_) => return, // already there: unreachable while the indexes agree
+                    }
+                };
+                queued.insert(i, id);
+                let fits = |j: Option<usize>, ok: fn(u64, u64) -> bool| {
+                    let other = j.and_then(|j| queued.get(j));
+                    other.is_none_or(|o| ok(deadline(o).0, task.timeout_ms))
+                };
+                if entry.explicit {
+                    timers.insert((task.timeout_ms, id));
+                } else if !fits(i.checked_sub(1), |a, b| a <= b)
+                    || !fits(Some(i + 1), |a, b| a >= b)
+                {
+                    // Out of order: every queued task of this scanner gets its entry.
+                    entry.explicit = true;
+                    let old_front = if i == 0 {
+                        queued.get(1)
+                    } else {
+                        queued.front()
+                    };
+                    if let Some(front) = old_front {
+                        timers.remove(&deadline(front));
+                    }
+                    timers.extend(queued.iter().map(deadline));
+                } else if i == 0 {
+                    if let Some(old_front) = queued.get(1) {
+                        timers.remove(&deadline(old_front));
+                    }
+                    timers.insert((task.timeout_ms, id));
                 }
             }
             if entry.open == 0 && entry.queued.is_empty() {
                 self.scanners.remove(&*task.scanner);
             }
+            if let Some(name) = intern
+                && let Some(task) = self.tasks.get_mut(&id)
+            {
+                task.scanner = name;
+            }
+        }
+        // After the scanner index, which may have just removed the same (deadline, id).
+        if old.is_none_or(|o| o.timer != new.timer)
+            && let Some(at) = new.timer
+        {
+            self.timers.insert((at, id));
         }
 
         let just_finished = !is_open && (was_open || old.is_none());
@@ -612,8 +699,11 @@ impl Queue {
                 break;
             };
             if let Some(task) = self.tasks.take(&id) {
-                self.by_status[task.status].remove(&id);
+                if let Some(count) = self.counts.get_mut(task.status.index()) {
+                    *count = count.saturating_sub(1);
+                }
                 self.counters.evicted = self.counters.evicted.saturating_add(1);
+                self.spare.keep(task);
             }
         }
         // Give memory back after a burst.
@@ -745,21 +835,9 @@ impl Queue {
         Ok(())
     }
 
-    /// The next timer due: (instant, task), the earliest of `timers` and, while
-    /// `queued_timers_implicit`, the oldest queued task's deadline (ties go to the lower id,
-    /// as in one ordered set).
+    /// The next timer due: (instant, task).
     pub(crate) fn next_timer(&self) -> Option<(u64, TaskId)> {
-        let active = self.timers.first().copied();
-        if !self.queued_timers_implicit {
-            return active;
-        }
-        let queued = self.by_status[TaskStatus::Queued]
-            .first()
-            .and_then(|id| Some((self.tasks.get(id)?.timeout_ms, *id)));
-        match (active, queued) {
-            (Some(a), Some(q)) => Some(a.min(q)),
-            (a, q) => a.or(q),
-        }
+        self.timers.first().copied()
     }
 
     pub(crate) fn bound(&self, bound: crate::Bound) -> Error {

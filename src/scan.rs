@@ -5,6 +5,7 @@ use crate::event::Event;
 use crate::ids::{ApplicationId, ScanConfigId, TaskId};
 use crate::queue::Queue;
 use crate::task::Task;
+use std::sync::Arc;
 
 /// A scan to queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,12 +57,12 @@ impl Queue {
     /// the open tasks, distinct scanners or a length bound is reached.
     pub fn queue_scan(&mut self, now_ms: u64, scan: NewScan<'_>) -> Result<&Task, Error> {
         let now_ms = self.advance(now_ms);
-        self.check_new_scan(scan.application, scan.scanner, scan.target_url)?;
+        let known = self.check_new_scan(scan.application, scan.scanner, scan.target_url)?;
         let task = TaskId(self.next_task_id);
         self.commit(Event::TaskQueued {
             task,
             application: scan.application,
-            scanner: self.scanner_name(scan.scanner),
+            scanner: known.unwrap_or_else(|| scan.scanner.into()),
             target_url: scan.target_url.map(Into::into),
             scan_config: scan.scan_config,
             at_ms: now_ms,
@@ -77,7 +78,7 @@ impl Queue {
         application: ApplicationId,
         scanner: &str,
         target_url: Option<&str>,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<Arc<str>>, Error> {
         if application.0 == 0 {
             return Err(Error::InvalidInput {
                 field: Field::ApplicationId,
@@ -85,9 +86,9 @@ impl Queue {
             });
         }
         // A scanner with open tasks passed these checks when its first task was queued (or
-        // restored under this configuration).
-        let known = self.scanners.contains_key(scanner);
-        if !known {
+        // restored under this configuration); its interned name is the answer.
+        let known = self.scanners.get(scanner).map(|s| Arc::clone(&s.name));
+        if known.is_none() {
             check_scanner_name(scanner, self.config.max_scanner_len).map_err(|e| match e {
                 NameError::TooLong => self.bound(Bound::ScannerLen),
                 NameError::Invalid(reason) => Error::InvalidInput {
@@ -110,10 +111,10 @@ impl Queue {
         if self.open_tasks() >= self.config.max_open_tasks {
             return Err(self.bound(Bound::OpenTasks));
         }
-        if !known && self.scanners.len() >= self.config.max_scanners {
+        if known.is_none() && self.scanners.len() >= self.config.max_scanners {
             return Err(self.bound(Bound::Scanners));
         }
-        Ok(())
+        Ok(known)
     }
 }
 

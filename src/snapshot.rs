@@ -11,7 +11,7 @@ use crate::stats::Counters;
 use crate::status::TaskStatus;
 use crate::task::StatusMessage;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 
 /// The format version written by this release.
 pub const SNAPSHOT_FORMAT: u32 = 1;
@@ -51,17 +51,11 @@ pub struct AgentRecord {
 impl Queue {
     /// The whole state, tasks and agents in id order (so equal states give equal snapshots).
     pub fn snapshot(&self) -> Snapshot {
-        let mut ids: Vec<TaskId> = self.tasks.keys().collect();
-        ids.sort_unstable();
         Snapshot {
             format: SNAPSHOT_FORMAT,
             clock_ms: self.clock_ms,
             next_task_id: self.next_task_id,
-            tasks: ids
-                .iter()
-                .filter_map(|id| self.tasks.get(id))
-                .cloned()
-                .collect(),
+            tasks: self.tasks.iter().map(|(_, t)| t.clone()).collect(),
             finished: self.finished.iter().copied().collect(),
             agents: self
                 .agents
@@ -107,14 +101,10 @@ impl Queue {
                 },
             );
         }
-        for mut task in snapshot.tasks {
+        for task in snapshot.tasks {
             let id = task.id;
             if queue.tasks.contains_key(&id) {
                 return bad(format!("task {id} twice"));
-            }
-            // Intern the scanner name as live queueing does.
-            if let Some((name, _)) = queue.scanners.get_key_value(&*task.scanner) {
-                task.scanner = std::sync::Arc::clone(name);
             }
             if let Some(a) = &task.assignment
                 && task.status.is_active()
@@ -122,7 +112,7 @@ impl Queue {
             {
                 return bad(format!("task {id} held by unknown agent {}", a.agent));
             }
-            queue.tasks.insert(id, task);
+            queue.tasks.insert(id, Box::new(task));
             queue.reindex(id, None, false);
         }
         queue.finished = snapshot.finished.into_iter().collect();
@@ -144,9 +134,14 @@ impl Queue {
         if (self.tasks.len() as u64).saturating_add(self.counters.evicted) != queued_ever {
             return bad("retained + evicted tasks differ from tasks queued".into());
         }
-        let indexed: usize = self.by_status.iter().map(BTreeSet::len).sum();
-        if indexed != self.tasks.len() {
-            return bad("status index size differs from the task count".into());
+        let mut counts = [0usize; 7];
+        for (_, t) in self.tasks.iter() {
+            if let Some(count) = counts.get_mut(t.status.index()) {
+                *count += 1;
+            }
+        }
+        if counts != self.counts {
+            return bad("status counts differ from the tasks".into());
         }
         if self.open_tasks() > c.max_open_tasks {
             return bad("more open tasks than max_open_tasks".into());
@@ -175,9 +170,6 @@ impl Queue {
             let at = |what: &str| Err(Error::Inconsistent(format!("task {id}: {what}")));
             if t.id != *id || id.0 == 0 || id.0 >= self.next_task_id {
                 return at("id out of range or misfiled");
-            }
-            if !self.by_status[t.status].contains(id) {
-                return at("not in its status index");
             }
             if t.application.0 == 0 || check_scanner_name(&t.scanner, c.max_scanner_len).is_err() {
                 return at("invalid application or scanner");
@@ -239,31 +231,22 @@ impl Queue {
                 }
             }
             if !t.status.is_terminal() {
-                let implicit = self.queued_timers_implicit && t.status == TaskStatus::Queued;
-                if in_timers != Some(!implicit) {
-                    return at("open without its timer, or queued with one while implicit");
+                let front = scanner.is_some_and(|s| s.explicit || s.queued.front() == Some(id));
+                if in_timers != Some(t.status != TaskStatus::Queued || front) {
+                    return at(
+                        "timer entry missing, or queued with one its scanner should not have",
+                    );
                 }
                 *open_per_scanner.entry(&t.scanner).or_default() += 1;
             }
         }
-        let queued = &self.by_status[TaskStatus::Queued];
-        let implicit_timers = if self.queued_timers_implicit {
-            queued.len()
-        } else {
-            0
-        };
-        if self.timers.len() != self.open_tasks().saturating_sub(implicit_timers) {
-            return bad("timer count differs from the open task count".into());
-        }
-        if self.queued_timers_implicit {
-            let timeouts = queued.iter().filter_map(|id| self.tasks.get(id));
-            let ordered = timeouts
-                .clone()
-                .zip(timeouts.skip(1))
-                .all(|(a, b)| a.timeout_ms <= b.timeout_ms);
-            if !ordered {
-                return bad("queued deadlines out of id order while implicit".into());
-            }
+        let queued_timers = self.scanners.values().map(|s| match s.explicit {
+            true => s.queued.len(),
+            false => s.queued.len().min(1),
+        });
+        let queued_timers: usize = queued_timers.sum();
+        if self.timers.len() != held.saturating_add(queued_timers) {
+            return bad("timer count differs from the active tasks and scanner fronts".into());
         }
         if finished_seen.len() != self.tasks.len().saturating_sub(self.open_tasks()) {
             return bad("finished order differs from the finished tasks".into());
@@ -302,7 +285,12 @@ impl Queue {
                         .get(id)
                         .is_some_and(|t| t.status == TaskStatus::Queued && *t.scanner == *name)
                 });
-            if !all_queued {
+            let deadlines = s.queued.iter().filter_map(|id| self.tasks.get(id));
+            let ordered = deadlines
+                .clone()
+                .zip(deadlines.skip(1))
+                .all(|(a, b)| a.timeout_ms <= b.timeout_ms);
+            if !all_queued || !(s.explicit || ordered) || (s.explicit && s.queued.is_empty()) {
                 return bad(format!(
                     "scanner {name:?} queue is out of order or holds a task not queued for it"
                 ));

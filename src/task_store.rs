@@ -10,12 +10,14 @@
 //! its deadline) would leave a long run of empty slots behind it; when empty slots outnumber
 //! live ones (plus a fixed allowance), the oldest live tasks move to the straggler map instead,
 //! so memory stays linear in the number of tasks whatever the ids. Ids far past the window (a
-//! crafted snapshot) are handled the same way, never by allocating the gap.
+//! crafted snapshot) are handled the same way, never by allocating the gap. Every straggler's
+//! id is below the slab's, so the store reads in id order (stragglers, then the slab): the
+//! Tasks page lists from it directly, with no per-status index to keep.
 
-use crate::hash::FxHashMap;
 use crate::ids::TaskId;
 use crate::task::Task;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::{Bound, RangeBounds};
 
 /// Empty slots always tolerated in the slab, on top of one per live task in it.
 const SLACK: usize = 1024;
@@ -29,9 +31,9 @@ pub(crate) struct TaskStore {
     slots: VecDeque<Option<Box<Task>>>,
     /// Live tasks in `slots`.
     in_slots: usize,
-    /// Tasks not in the slab (left behind by it, see the module docs). An id is in at most
-    /// one of the two places.
-    stragglers: FxHashMap<TaskId, Box<Task>>,
+    /// Tasks not in the slab (left behind by it, see the module docs), all with ids below
+    /// `base` while the slab is not empty. An id is in at most one of the two places.
+    stragglers: BTreeMap<TaskId, Box<Task>>,
 }
 
 impl TaskStore {
@@ -80,9 +82,17 @@ impl TaskStore {
     }
 
     /// Stores a task under `id`, replacing any task stored under it.
-    pub(crate) fn insert(&mut self, id: TaskId, task: Task) {
-        let task = Box::new(task);
+    pub(crate) fn insert(&mut self, id: TaskId, task: Box<Task>) {
         if self.slots.is_empty() {
+            // Stragglers stay below the slab: an id below one of them joins them.
+            if self
+                .stragglers
+                .last_key_value()
+                .is_some_and(|(s, _)| *s > id)
+            {
+                self.stragglers.insert(id, task);
+                return;
+            }
             self.base = id.0;
         }
         if let Some(i) = self.slot(id) {
@@ -167,19 +177,39 @@ impl TaskStore {
         }
     }
 
-    /// Every task with its id (the slab's in id order, then the stragglers in no order).
+    /// Every task with its id, in id order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (TaskId, &Task)> + '_ {
-        let base = self.base;
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(move |(i, t)| Some((TaskId(base.saturating_add(i as u64)), t.as_deref()?)))
-            .chain(self.stragglers.iter().map(|(id, t)| (*id, &**t)))
+        self.range(..)
     }
 
-    /// Every id (see [`iter`](TaskStore::iter) for the order).
-    pub(crate) fn keys(&self) -> impl Iterator<Item = TaskId> + '_ {
-        self.iter().map(|(id, _)| id)
+    /// The tasks with an id in `range`, in id order; an inverted range is empty.
+    pub(crate) fn range(
+        &self,
+        range: impl RangeBounds<TaskId>,
+    ) -> impl DoubleEndedIterator<Item = (TaskId, &Task)> + '_ {
+        // As offsets from `base`: [start, end).
+        let offset = |id: u64| id.saturating_sub(self.base).min(self.slots.len() as u64);
+        let start = match range.start_bound() {
+            Bound::Included(id) => id.0,
+            Bound::Excluded(id) => id.0.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(id) => id.0.saturating_add(1),
+            Bound::Excluded(id) => id.0,
+            Bound::Unbounded => u64::MAX,
+        };
+        let end = end.max(start);
+        // Both fit a usize: they are at most `slots.len()`.
+        let (first, last) = (offset(start), offset(end));
+        let base = self.base.saturating_add(first);
+        let slab = self.slots.range(first as usize..last as usize).enumerate();
+        self.stragglers
+            .range(TaskId(start)..TaskId(end))
+            .map(|(id, t)| (*id, &**t))
+            .chain(slab.filter_map(move |(i, t)| {
+                Some((TaskId(base.saturating_add(i as u64)), t.as_deref()?))
+            }))
     }
 
     /// Gives memory back after a burst: storage at a quarter of its use halves (amortized
@@ -187,10 +217,6 @@ impl TaskStore {
     pub(crate) fn shrink(&mut self) {
         if self.slots.capacity() > 4 * self.slots.len() + SLACK {
             self.slots.shrink_to(2 * self.slots.len());
-        }
-        let stragglers = self.stragglers.len();
-        if self.stragglers.capacity() > 4 * stragglers + 64 {
-            self.stragglers.shrink_to(2 * stragglers);
         }
     }
 }
@@ -224,9 +250,19 @@ mod tests {
 
     fn same(store: &TaskStore, model: &BTreeMap<u64, u64>) {
         assert_eq!(store.len(), model.len());
-        let mut ids: Vec<u64> = store.keys().map(|id| id.0).collect();
-        ids.sort_unstable();
+        // In id order, whole and by range, both ways.
+        let ids: Vec<u64> = store.iter().map(|(id, _)| id.0).collect();
         assert_eq!(ids, model.keys().copied().collect::<Vec<_>>());
+        if let (Some(&lo), Some(&hi)) = (model.keys().nth(model.len() / 3), model.keys().last()) {
+            let ranged: Vec<u64> = store
+                .range(TaskId(lo)..TaskId(hi))
+                .rev()
+                .map(|(id, _)| id.0)
+                .collect();
+            let expected: Vec<u64> = model.range(lo..hi).rev().map(|(id, _)| *id).collect();
+            assert_eq!(ranged, expected);
+            assert_eq!(store.range(TaskId(hi)..TaskId(lo)).count(), 0);
+        }
         for (id, create) in model {
             assert_eq!(store.get(&TaskId(*id)).map(|t| t.create_ms), Some(*create));
         }
@@ -251,7 +287,7 @@ mod tests {
         for step in 0..60_000u64 {
             match rand(10) {
                 0..=4 => {
-                    store.insert(TaskId(next), task(next));
+                    store.insert(TaskId(next), Box::new(task(next)));
                     model.insert(next, next);
                     next += 1;
                 }
@@ -278,7 +314,7 @@ mod tests {
                     } else {
                         rand(next + 1)
                     };
-                    store.insert(TaskId(id), task(id + 1));
+                    store.insert(TaskId(id), Box::new(task(id + 1)));
                     model.insert(id, id + 1);
                     next = next.max(id + 1);
                 }

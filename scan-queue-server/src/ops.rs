@@ -503,12 +503,10 @@ pub(crate) fn results_of_application(
         let (page, more) = state.results().of_application(application, before, limit);
         let known = !page.is_empty()
             || before.is_some()
-            || TaskStatus::ALL.into_iter().any(|s| {
-                state
-                    .queue
-                    .tasks_with_status(s)
-                    .any(|t| t.application() == application)
-            });
+            || state
+                .queue
+                .tasks_by_id(..)
+                .any(|t| t.application() == application);
         if known {
             Ok((page, more))
         } else {

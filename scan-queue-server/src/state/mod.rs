@@ -404,9 +404,9 @@ impl State {
         if current.len() == self.configs.len() {
             return;
         }
-        let referenced: BTreeSet<u64> = TaskStatus::ALL
-            .into_iter()
-            .flat_map(|s| self.queue.tasks_with_status(s))
+        let referenced: BTreeSet<u64> = self
+            .queue
+            .tasks_by_id(..)
             .filter_map(|t| t.scan_config().map(|c| c.0))
             .collect();
         self.configs

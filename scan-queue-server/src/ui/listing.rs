@@ -5,7 +5,7 @@ use crate::report::Findings;
 use crate::state::console::{TaskNote, status_since_ms};
 use crate::state::{ResultRecord, State};
 use scan_queue::{AgentId, StatusMessage, Task, TaskId, TaskStatus};
-use std::iter::Peekable;
+use std::cell::Cell;
 use std::ops::Bound;
 
 /// Rows on one page.
@@ -210,15 +210,26 @@ pub(crate) fn agent_of(task: &Task, note: Option<&TaskNote>) -> Option<AgentId> 
         .or_else(|| note.and_then(|n| n.agent))
 }
 
-type Source<'a> = Peekable<Box<dyn Iterator<Item = &'a Task> + 'a>>;
+/// How many tasks a walk looked at, and the position of the last one (to go on from).
+#[derive(Debug, Default)]
+struct Looked {
+    count: Cell<usize>,
+    last: Cell<Option<Key>>,
+}
 
-/// Tasks in display order after `start` (`forward`), or in reverse display order before it.
+/// Tasks among `statuses` in display order after `start` (`forward`), or in reverse display
+/// order before it, looking at no more than `budget` tasks: the core keeps tasks in id order
+/// only (per-status indexes cost every transition more than the page saves), so a status is a
+/// filter over that walk, and the budget bounds the work whatever the queue holds. The walk
+/// ends early when it is spent (`looked.count` then exceeds `budget`).
 fn stream<'a>(
     state: &'a State,
     statuses: &[TaskStatus],
     sort: Sort,
     start: Option<Key>,
     forward: bool,
+    looked: &'a Looked,
+    budget: usize,
 ) -> Box<dyn Iterator<Item = &'a Task> + 'a> {
     let queue = &state.queue;
     let ids_down = match sort {
@@ -235,12 +246,33 @@ fn stream<'a>(
             _ => (Bound::Unbounded, Bound::Unbounded),
         }
     };
-    let source = |status: TaskStatus, bounds| -> Box<dyn Iterator<Item = &'a Task> + 'a> {
-        if ids_down {
-            Box::new(queue.tasks_in(status, bounds).rev())
+    // One walk in id order over `bounds`, keeping the tasks in `keep`; `rank` is the status
+    // rank of its positions when sorted by status.
+    let walk = move |bounds: (Bound<TaskId>, Bound<TaskId>),
+                     keep: Vec<TaskStatus>,
+                     rank: usize|
+          -> Box<dyn Iterator<Item = &'a Task> + 'a> {
+        let tasks = queue.tasks_by_id(bounds);
+        let tasks: Box<dyn Iterator<Item = &'a Task> + 'a> = if ids_down {
+            Box::new(tasks.rev())
         } else {
-            Box::new(queue.tasks_in(status, bounds))
-        }
+            Box::new(tasks)
+        };
+        Box::new(
+            tasks
+                .take_while(move |task| {
+                    let n = looked.count.get() + 1;
+                    looked.count.set(n);
+                    if n <= budget {
+                        looked.last.set(Some(Key {
+                            rank,
+                            id: task.id().0,
+                        }));
+                    }
+                    n <= budget
+                })
+                .filter(move |task| keep.contains(&task.status())),
+        )
     };
     if sort == Sort::Status {
         let start_rank = start.map(|k| k.rank);
@@ -260,48 +292,16 @@ fn stream<'a>(
         if !forward {
             ranked.reverse();
         }
-        let sources: Vec<_> = ranked
+        let walks: Vec<_> = ranked
             .into_iter()
             .map(|s| {
-                source(
-                    s,
-                    range(start_rank.map_or(std::cmp::Ordering::Less, |r| s.index().cmp(&r))),
-                )
+                let cmp = start_rank.map_or(std::cmp::Ordering::Less, |r| s.index().cmp(&r));
+                walk(range(cmp), vec![s], s.index())
             })
             .collect();
-        return Box::new(sources.into_iter().flatten());
+        return Box::new(walks.into_iter().flatten());
     }
-    let sources: Vec<Source<'a>> = statuses
-        .iter()
-        .map(|s| source(*s, range(std::cmp::Ordering::Equal)).peekable())
-        .collect();
-    Box::new(Merge {
-        sources,
-        down: ids_down,
-    })
-}
-
-/// Per-status id-ordered sources merged into one id order.
-struct Merge<'a> {
-    sources: Vec<Source<'a>>,
-    down: bool,
-}
-
-impl<'a> Iterator for Merge<'a> {
-    type Item = &'a Task;
-    fn next(&mut self) -> Option<&'a Task> {
-        let mut best: Option<(TaskId, usize)> = None;
-        for (i, s) in self.sources.iter_mut().enumerate() {
-            if let Some(t) = s.peek() {
-                let better =
-                    best.is_none_or(|(b, _)| if self.down { t.id() > b } else { t.id() < b });
-                if better {
-                    best = Some((t.id(), i));
-                }
-            }
-        }
-        self.sources.get_mut(best?.1)?.next()
-    }
+    walk(range(std::cmp::Ordering::Equal), statuses.to_vec(), 0)
 }
 
 /// One task row.
@@ -408,11 +408,18 @@ pub(crate) fn page(state: &State, filter: &Filter) -> Listing {
     let backward = filter.to.is_some() && filter.from.is_none();
     let start = if backward { filter.to } else { filter.from };
     let mut listing = Listing::default();
-    let mut examined = 0usize;
+    let looked = Looked::default();
     let mut last = None;
-    let mut it = stream(state, &statuses, filter.sort, start, !backward);
+    let mut it = stream(
+        state,
+        &statuses,
+        filter.sort,
+        start,
+        !backward,
+        &looked,
+        EXAMINE_MAX,
+    );
     for task in it.by_ref() {
-        examined += 1;
         last = Some(Key::of(filter.sort, task));
         if filter.matches(state, task) {
             listing.rows.push(Row::new(state, task));
@@ -420,13 +427,16 @@ pub(crate) fn page(state: &State, filter: &Filter) -> Listing {
                 break;
             }
         }
-        if examined == EXAMINE_MAX {
-            listing.budget_spent = true;
-            break;
-        }
     }
-    let more = (listing.rows.len() == PAGE_ROWS || listing.budget_spent) && it.next().is_some();
+    let full = listing.rows.len() == PAGE_ROWS;
+    let more = full && it.next().is_some();
     drop(it);
+    listing.budget_spent = !full && looked.count.get() > EXAMINE_MAX;
+    let more = more || listing.budget_spent;
+    if listing.budget_spent {
+        // Go on after the last task looked at, matching or not.
+        last = looked.last.get();
+    }
     let row_key = |r: &Row| Key {
         rank: if filter.sort == Sort::Status {
             r.status.index()
@@ -455,14 +465,20 @@ pub(crate) fn page(state: &State, filter: &Filter) -> Listing {
         listing.prev = start.and(listing.rows.first().map(row_key).or(start));
     }
     if filter.filters_rows() {
-        let mut n = 0;
-        let mut counted = 0;
-        for task in stream(state, &statuses, filter.sort, None, true).take(COUNT_MAX) {
-            counted += 1;
-            n += usize::from(filter.matches(state, task));
-        }
+        let looked = Looked::default();
+        let n = stream(
+            state,
+            &statuses,
+            filter.sort,
+            None,
+            true,
+            &looked,
+            COUNT_MAX,
+        )
+        .filter(|task| filter.matches(state, task))
+        .count();
         listing.total = n;
-        listing.total_exact = counted < COUNT_MAX;
+        listing.total_exact = looked.count.get() <= COUNT_MAX;
     } else {
         let stats = state.queue.stats();
         listing.total = statuses.iter().map(|s| stats.count(*s)).sum();
@@ -490,20 +506,25 @@ pub(crate) fn selection(
         id: upto.saturating_add(1),
     };
     let mut ids = Vec::new();
-    let mut examined = 0;
-    for task in stream(state, &statuses, Sort::Newest, Some(start), true) {
-        examined += 1;
+    let looked = Looked::default();
+    let budget = BULK_MAX * 10;
+    for task in stream(
+        state,
+        &statuses,
+        Sort::Newest,
+        Some(start),
+        true,
+        &looked,
+        budget,
+    ) {
         if filter.matches(state, task) {
             ids.push(task.id());
             if ids.len() == BULK_MAX {
                 return (ids, true);
             }
         }
-        if examined == BULK_MAX * 10 {
-            return (ids, true);
-        }
     }
-    (ids, false)
+    (ids, looked.count.get() > budget)
 }
 
 /// A task's result, as the page shows it.

@@ -775,12 +775,7 @@ async fn confirm_bulk(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap)
     };
     let filter = parse_filter(&app, &q);
     let (ids, cut, upto) = app.read(|s| {
-        let upto = TaskStatus::ALL
-            .into_iter()
-            .filter_map(|st| s.queue.tasks_with_status(st).next_back())
-            .map(|t| t.id().0)
-            .max()
-            .unwrap_or(0);
+        let upto = s.queue.tasks_by_id(..).next_back().map_or(0, |t| t.id().0);
         let (ids, cut) = listing::selection(s, &filter, upto, eligible(retry));
         (ids, cut, upto)
     });
