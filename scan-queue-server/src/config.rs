@@ -34,6 +34,9 @@ pub struct ServerConfig {
     pub retention: Retention,
     /// Where terminal transitions are pushed (by default nowhere).
     pub webhooks: Webhooks,
+    /// Keep everything in PostgreSQL instead of `data_dir` (and `durability`), as the active
+    /// server or a standby (by default not).
+    pub postgres: Option<crate::Postgres>,
 }
 
 impl ServerConfig {
@@ -58,6 +61,7 @@ impl ServerConfig {
             result_check: ResultCheck::default(),
             retention: Retention::default(),
             webhooks: Webhooks::default(),
+            postgres: None,
         }
     }
 

@@ -8,8 +8,8 @@
 use clap::Parser;
 use scan_queue_server::report::ResultCheck;
 use scan_queue_server::{
-    ApiKey, Durability, Fsync, Retention, Scanner, Scanners, Server, ServerConfig, Webhook,
-    WebhookSecret, Webhooks,
+    ApiKey, Durability, Fsync, Postgres, Retention, Scanner, Scanners, Server, ServerConfig,
+    Webhook, WebhookSecret, Webhooks,
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -71,6 +71,22 @@ struct Args {
     /// Keep the queue in memory only: nothing survives a restart.
     #[arg(long)]
     in_memory: bool,
+
+    /// Keep everything in PostgreSQL (a connection string; replaces --data-dir): any number
+    /// of servers on one database, one active, the others standbys that take over.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "SCAN_QUEUE_POSTGRES",
+        hide_env_values = true,
+        conflicts_with = "in_memory"
+    )]
+    postgres: Option<String>,
+
+    /// With --postgres: this server's URL as clients reach it, named by standbys when they
+    /// refuse a call (by default http://<--listen>).
+    #[arg(long, value_name = "URL", env = "SCAN_QUEUE_ADVERTISE_URL")]
+    advertise_url: Option<String>,
 
     /// Lease: how long an agent holds a task without a status update before the task is
     /// taken back (queued again, or timed out after the last attempt).
@@ -215,6 +231,14 @@ fn run(args: Args) -> Result<(), String> {
         snapshot_every_events: args.snapshot_every,
         snapshot_every: std::time::Duration::from_secs(args.snapshot_every_secs),
     });
+    if let Some(url) = &args.postgres {
+        let advertise = args
+            .advertise_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", args.listen));
+        config.postgres =
+            Some(Postgres::new(url, advertise).map_err(|e| format!("--postgres: {e}"))?);
+    }
     config.max_upload_bytes = args.max_upload_bytes;
     config.max_config_bytes = args.max_config_bytes;
     config.webhooks = Webhooks {
