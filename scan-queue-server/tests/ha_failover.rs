@@ -248,6 +248,8 @@ struct Acked {
     updated: HashSet<u64>,
     /// task → SHA-256 of the completed file.
     completed: BTreeMap<u64, [u8; 32]>,
+    /// Agent keys a server just cut from the database handed out.
+    direct_keys: Vec<String>,
 }
 
 /// Retries `call` until a server answers it; refusals other than "No task found." fail the test.
@@ -540,17 +542,23 @@ async fn verify(
         let got: [u8; 32] = Sha256::digest(&bytes).into();
         assert_eq!(&got, sha, "task {task}'s result file differs");
     }
+    for key in &acked.direct_keys {
+        // Some((..)) or None ("No task found."); an unknown key fails the call's assertion.
+        let _ = checker.request_task(key, ZAP).await;
+    }
     assert!(
         acked.completed.len() >= CLIENTS,
         "the workload did too little: {} completions",
         acked.completed.len()
     );
     eprintln!(
-        "verified: {} queued, {} assigned, {} updated, {} completed (acknowledged)",
+        "verified: {} queued, {} assigned, {} updated, {} completed (acknowledged); {} keys \
+         from servers just cut off",
         acked.queued.len(),
         acked.assigned.len(),
         acked.updated.len(),
-        acked.completed.len()
+        acked.completed.len(),
+        acked.direct_keys.len()
     );
     checker.stop().await;
 }
@@ -586,5 +594,61 @@ async fn sigkill_the_active_server_ten_times_loses_nothing_acknowledged() {
         failovers[failovers.len() / 2],
         failovers[failovers.len() - 1]
     );
+    verify(cluster, acked, stop, handles).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_brain_and_a_postgres_restart_lose_nothing_acknowledged() {
+    let Some(cluster) = Cluster::start("split_brain_and_a_postgres_restart").await else {
+        return;
+    };
+    let cluster = Arc::new(cluster);
+    let acked = Arc::new(Mutex::new(Acked::default()));
+    let (stop, handles) = workload(&cluster, &acked);
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let active = cluster.active().await;
+        let node = &cluster.nodes[active];
+        // Cut the active server from the database while it keeps running.
+        let cut_at = Instant::now();
+        let terminated = cluster.pg.psql(&format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE application_name = 'scan-queue {}'",
+            node.url
+        ));
+        assert_ne!(
+            terminated, "0",
+            "the active server's connections were found"
+        );
+        // A change asked of it directly: refused, or (had it won the election again, after
+        // rebuilding) kept. Checked at the end: an acknowledged key must work.
+        let r = cluster
+            .http
+            .get(format!(
+                "{}/threadfix/rest/latest/tasks/requestScanAgentKey",
+                node.url
+            ))
+            .header("Authorization", format!("APIKEY {API_KEY}"))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == StatusCode::OK {
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["success"], true, "{v}");
+            let key = v["object"].as_str().unwrap().to_owned();
+            acked.lock().unwrap().direct_keys.push(key);
+        } else {
+            assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        }
+        let took = first_ack_after(&acked, cut_at).await;
+        eprintln!("split brain: service back after {took:?}");
+    }
+    // PostgreSQL restarts under load: calls fail clearly meanwhile, nothing is lost.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let restarted_at = Instant::now();
+    tokio::task::block_in_place(|| cluster.pg.ctl(&["restart"]));
+    let took = first_ack_after(&acked, restarted_at).await;
+    eprintln!("PostgreSQL restart: service back after {took:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
     verify(cluster, acked, stop, handles).await;
 }

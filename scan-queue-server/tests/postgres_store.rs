@@ -150,8 +150,8 @@ async fn the_state_lives_in_postgres_and_a_standby_takes_over() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retention_and_refusals_remove_result_chunks() {
-    let Some(pg) = pg::Pg::start("retention_and_refusals_remove_result_chunks") else {
+async fn a_refused_completion_keeps_no_file_in_postgres() {
+    let Some(pg) = pg::Pg::start("a_refused_completion_keeps_no_file_in_postgres") else {
         return;
     };
     let a = on(&pg, "a").await;

@@ -62,8 +62,8 @@ impl From<OpError> for Failure {
             OpError::Refused(message) => Failure::new(message),
             OpError::Unavailable => Failure::with_status(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "The server could not persist this change and is stopping or no longer \
-                 active; retry against the restarted or active server.",
+                "The server could not persist this change; retry (against the active server, \
+                 if this one is stopping or a standby).",
             ),
         }
     }

@@ -56,6 +56,11 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 const TAIL_BATCH: i64 = 256;
 /// Connections kept idle for result files.
 const IDLE_CONNECTIONS: usize = 4;
+/// How often the active server removes result files no record names, and how old such a
+/// file must be: a file is kept (committed) just before the transaction naming it runs, so
+/// a young one may be about to be named. A minute is far above that gap (a commit that
+/// takes longer than [`IO_TIMEOUT`] ends the term instead).
+const ORPHAN_AGE_SECS: i64 = 60;
 
 /// How a server keeps its state in PostgreSQL (`--postgres`).
 #[derive(Clone)]
@@ -301,10 +306,10 @@ impl PgStore {
             });
             break term;
         };
-        self.remove_orphans(&client, state).await?;
         tracing::info!(epoch, last, "postgres: took over; this server is active");
         took_over();
-        self.write(&mut client, &mut events, term, last).await
+        self.write(&mut client, &mut events, state, term, last)
+            .await
     }
 
     /// The active server's writer: every queued record, one transaction per batch (group
@@ -314,11 +319,17 @@ impl PgStore {
         &self,
         client: &mut Client,
         events: &mut Events,
+        state: &parking_lot::Mutex<State>,
         term: u64,
         mut last: u64,
     ) -> PgResult<()> {
         let base = last;
+        let mut swept = None::<std::time::Instant>;
         loop {
+            if swept.is_none_or(|at| at.elapsed().as_secs() >= ORPHAN_AGE_SECS as u64) {
+                swept = Some(std::time::Instant::now());
+                self.remove_orphans(client, state).await?;
+            }
             let (batch, snapshot) = {
                 let mut log = self.log.lock();
                 (std::mem::take(&mut log.queued), log.snapshot.take())
@@ -327,6 +338,7 @@ impl PgStore {
                 tokio::select! {
                     () = self.wake.notified() => {}
                     () = events.closed() => return Err("connection lost".into()),
+                    () = tokio::time::sleep(Duration::from_secs(ORPHAN_AGE_SECS as u64)) => {}
                 }
                 continue;
             }
@@ -517,8 +529,9 @@ impl PgStore {
         }
     }
 
-    /// Removes the result files no record names (a crash between keeping a file and its
-    /// record, or a refused call whose discard was lost).
+    /// Removes the result files no record names, older than [`ORPHAN_AGE_SECS`] (a crash
+    /// between keeping a file and its record, a record never committed, a lost discard). The
+    /// active server's state names every file of a record appended, committed or not.
     async fn remove_orphans(
         &self,
         client: &Client,
@@ -527,8 +540,9 @@ impl PgStore {
         let named: Vec<String> = state.lock().result_files().map(str::to_owned).collect();
         let removed = client
             .execute(
-                "DELETE FROM sq_result_file WHERE name <> ALL($1)",
-                &[&named],
+                "DELETE FROM sq_result_file WHERE name <> ALL($1) \
+                 AND created < now() - make_interval(secs => $2)",
+                &[&named, &(ORPHAN_AGE_SECS as f64)],
             )
             .await?;
         if removed > 0 {
@@ -720,9 +734,15 @@ impl Storage for PgStore {
         );
         Box::pin(async move {
             let sha256 = upload.finish().await?;
-            self.store_file(&name, upload.path(), upload.len)
-                .await
-                .map_err(io)?;
+            if let Err(e) = self.store_file(&name, upload.path(), upload.len).await {
+                // An idle connection may have been closed by the database meanwhile: once
+                // more, on a new one.
+                tracing::info!(error = %e, "postgres: storing a result file failed; retrying");
+                self.idle.lock().clear();
+                self.store_file(&name, upload.path(), upload.len)
+                    .await
+                    .map_err(io)?;
+            }
             // The staged file goes with `upload`; the kept one is in the database.
             Ok(Kept::new(name, upload.path().to_owned(), &upload, sha256))
         })

@@ -27,7 +27,8 @@ INSERT INTO sq_leader (id, epoch, url) VALUES (1, 0, '');
 CREATE TABLE sq_result_file (
     name TEXT PRIMARY KEY,
     size BIGINT NOT NULL,
-    chunks INT NOT NULL
+    chunks INT NOT NULL,
+    created TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE TABLE sq_result_chunk (
     name TEXT NOT NULL REFERENCES sq_result_file (name) ON DELETE CASCADE,
