@@ -478,7 +478,7 @@ async fn verify(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let acked = acked.lock().unwrap();
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
     let mut ids = HashSet::new();
     for id in &acked.queued {
         assert!(
