@@ -16,7 +16,11 @@ const ZAP: &str = "OWASP Zed Attack Proxy";
 async fn on(pg: &pg::Pg, name: &str) -> TestServer {
     let url = pg.url();
     TestServer::start_with(|c| {
-        c.postgres = Some(Postgres::new(&url, format!("http://{name}.invalid:8080")).unwrap());
+        let mut pg = Postgres::new(&url, format!("http://{name}.invalid:8080")).unwrap();
+        // Snapshots (and the log rows they replace removed) every few records: standbys
+        // must rebuild from them.
+        pg.snapshot_every_events = 3;
+        c.postgres = Some(pg);
     })
     .await
 }
@@ -88,6 +92,12 @@ async fn the_state_lives_in_postgres_and_a_standby_takes_over() {
     assert_eq!(r["object"]["statusString"], "COMPLETE_SUCCESSFUL", "{r}");
     assert_eq!(download(&a, id).await, (StatusCode::OK, file.clone()));
     assert_eq!(pg.psql("SELECT count(*) FROM sq_result_chunk"), "3");
+    assert_eq!(pg.psql("SELECT count(*) FROM sq_snapshot"), "1");
+    let log: u64 = pg.psql("SELECT count(*) FROM sq_log").parse().unwrap();
+    assert!(
+        log <= 6,
+        "log rows before the last two snapshots are removed: {log}"
+    );
 
     // The standby refuses, naming the active server, and follows its log.
     assert_eq!(ready(&b).await, StatusCode::SERVICE_UNAVAILABLE);

@@ -147,7 +147,12 @@ impl Pg {
 
     /// `postgresql://postgres@127.0.0.1:PORT/postgres`.
     pub fn url(&self) -> String {
-        format!("postgresql://postgres@127.0.0.1:{}/postgres", self.port)
+        self.url_of("postgres")
+    }
+
+    /// The URL of database `db` on the cluster.
+    pub fn url_of(&self, db: &str) -> String {
+        format!("postgresql://postgres@127.0.0.1:{}/{db}", self.port)
     }
 
     /// Runs SQL through psql; its output, unaligned, tuples only.

@@ -325,6 +325,16 @@ impl PgStore {
     ) -> PgResult<()> {
         let base = last;
         let mut swept = None::<std::time::Instant>;
+        // The usual batch, one statement (one round trip, its own transaction): the records,
+        // if the log still ends at $3, and the standbys' notification.
+        let append = client
+            .prepare(
+                "WITH appended AS (INSERT INTO sq_log (seq, payload) \
+                 SELECT * FROM unnest($1::bigint[], $2::bytea[]) \
+                 WHERE (SELECT coalesce(max(seq), 0) FROM sq_log) = $3 RETURNING 1) \
+                 SELECT (SELECT count(*) FROM appended), pg_notify('sq_log', '')::text",
+            )
+            .await?;
         loop {
             if swept.is_none_or(|at| at.elapsed().as_secs() >= ORPHAN_AGE_SECS as u64) {
                 swept = Some(std::time::Instant::now());
@@ -353,7 +363,23 @@ impl PgStore {
                 None => None,
             };
             let expected = i64::try_from(last)?;
+            let conflict = || -> Box<dyn std::error::Error + Send + Sync> {
+                "the log does not end where this server left it: another server appended; \
+                 stepping down"
+                    .into()
+            };
             let commit = async {
+                let Some((seq, payload)) = &snapshot else {
+                    let row = client
+                        .query_one(&append, &[&seqs, &payloads, &expected])
+                        .await?;
+                    let inserted: i64 = row.get(0);
+                    return if inserted == seqs.len() as i64 {
+                        Ok(())
+                    } else {
+                        Err(conflict())
+                    };
+                };
                 let tx = client.transaction().await?;
                 let inserted = tx
                     .execute(
@@ -364,13 +390,9 @@ impl PgStore {
                     )
                     .await?;
                 if inserted != seqs.len() as u64 {
-                    return Err::<(), Box<dyn std::error::Error + Send + Sync>>(
-                        "the log does not end where this server left it: another server \
-                         appended; stepping down"
-                            .into(),
-                    );
+                    return Err(conflict());
                 }
-                if let Some((seq, payload)) = &snapshot {
+                {
                     tx.execute(
                         "DELETE FROM sq_log WHERE seq <= \
                          (SELECT coalesce(max(seq), 0) FROM sq_snapshot)",
@@ -386,7 +408,7 @@ impl PgStore {
                 }
                 tx.batch_execute("NOTIFY sq_log").await?;
                 tx.commit().await?;
-                Ok(())
+                Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
             };
             tokio::time::timeout(IO_TIMEOUT, commit)
                 .await
