@@ -54,8 +54,8 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Log rows read at once (a record is at most 16 MiB; most are under 1 KiB).
 const TAIL_BATCH: i64 = 256;
-/// Connections kept idle for result files.
-const IDLE_CONNECTIONS: usize = 4;
+/// Connections for result files at once (each held for one chunk or one file's keep).
+const FILE_CONNECTIONS: usize = 8;
 /// How often the active server removes result files no record names, and how old such a
 /// file must be: a file is kept (committed) just before the transaction naming it runs, so
 /// a young one may be about to be named. A minute is far above that gap (a commit that
@@ -149,13 +149,25 @@ pub(crate) struct PgStore {
     staging: tempfile::TempDir,
     nonce: AtomicU64,
     boot_ms: u64,
-    idle: Mutex<Vec<Client>>,
+    files: Arc<Pool>,
 }
 
 type PgResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 fn io(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> std::io::Error {
-    std::io::Error::other(e)
+    std::io::Error::other(chain(&*e.into()))
+}
+
+/// An error and its sources, `: `-separated (tokio-postgres says only "db error" at the top).
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// A connection's notifications and its end, from the task that drives it.
@@ -197,7 +209,11 @@ impl PgStore {
             staging,
             nonce: AtomicU64::new(0),
             boot_ms: now_ms,
-            idle: Mutex::new(Vec::new()),
+            files: Arc::new(Pool {
+                config: pg.config.clone(),
+                idle: Mutex::new(Vec::new()),
+                permits: Arc::new(tokio::sync::Semaphore::new(FILE_CONNECTIONS)),
+            }),
         };
         Ok((store, state))
     }
@@ -222,7 +238,7 @@ impl PgStore {
                         Some(Ok(AsyncMessage::Notification(_))) => notified.notify_one(),
                         Some(Ok(_)) => {}
                         Some(Err(e)) => {
-                            tracing::warn!(error = %e, "postgres: connection lost");
+                            tracing::warn!(error = %chain(&e), "postgres: connection lost");
                             break;
                         }
                         None => break,
@@ -576,37 +592,9 @@ impl PgStore {
         Ok(())
     }
 
-    /// A connection for result files: an idle one, or a new one.
-    async fn pooled(&self) -> PgResult<Client> {
-        loop {
-            let Some(client) = self.idle.lock().pop() else {
-                break;
-            };
-            if !client.is_closed() {
-                return Ok(client);
-            }
-        }
-        let (client, connection) = tokio::time::timeout(IO_TIMEOUT, self.pg.config.connect(NoTls))
-            .await
-            .map_err(|_| "connecting timed out")??;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "postgres: a file connection ended");
-            }
-        });
-        Ok(client)
-    }
-
-    fn put_back(&self, client: Client) {
-        let mut idle = self.idle.lock();
-        if idle.len() < IDLE_CONNECTIONS && !client.is_closed() {
-            idle.push(client);
-        }
-    }
-
     /// Writes a staged file as `name`'s chunks, in one transaction.
     async fn store_file(&self, name: &str, path: &std::path::Path, size: u64) -> PgResult<()> {
-        let mut client = self.pooled().await?;
+        let mut client = self.files.get().await?;
         let mut file = tokio::fs::File::open(path).await?;
         let tx = client.transaction().await?;
         tx.execute(
@@ -641,21 +629,84 @@ impl PgStore {
         )
         .await?;
         tx.commit().await?;
-        self.put_back(client);
         Ok(())
     }
 
     async fn delete_files(&self, names: Vec<String>) {
         let deleted = async {
-            let client = self.pooled().await?;
+            let client = self.files.get().await?;
             client
                 .execute("DELETE FROM sq_result_file WHERE name = ANY($1)", &[&names])
                 .await?;
-            self.put_back(client);
             PgResult::Ok(())
         };
         if let Err(e) = deleted.await {
-            tracing::error!(error = %e, "postgres: could not remove result files (removed at the next take-over)");
+            tracing::error!(error = %chain(&*e), "postgres: could not remove result files (removed at the next take-over)");
+        }
+    }
+}
+
+/// Connections for result files: at most [`FILE_CONNECTIONS`] in use, idle ones reused.
+#[derive(Debug)]
+struct Pool {
+    config: tokio_postgres::Config,
+    idle: Mutex<Vec<Client>>,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+/// A connection of the [`Pool`], back to it when dropped (unless closed).
+struct Pooled {
+    client: Option<Client>,
+    pool: Arc<Pool>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Pool {
+    async fn get(self: &Arc<Pool>) -> PgResult<Pooled> {
+        let permit = Arc::clone(&self.permits).acquire_owned().await?;
+        let idle = std::iter::from_fn(|| self.idle.lock().pop()).find(|c| !c.is_closed());
+        let client = match idle {
+            Some(client) => client,
+            None => {
+                let (client, connection) =
+                    tokio::time::timeout(IO_TIMEOUT, self.config.connect(NoTls))
+                        .await
+                        .map_err(|_| "connecting timed out")??;
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, "postgres: a file connection ended");
+                    }
+                });
+                client
+            }
+        };
+        Ok(Pooled {
+            client: Some(client),
+            pool: Arc::clone(self),
+            _permit: permit,
+        })
+    }
+}
+
+impl std::ops::Deref for Pooled {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        self.client.as_ref().expect("present until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Pooled {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.client.as_mut().expect("present until dropped")
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take()
+            && !client.is_closed()
+        {
+            self.pool.idle.lock().push(client);
         }
     }
 }
@@ -759,8 +810,8 @@ impl Storage for PgStore {
             if let Err(e) = self.store_file(&name, upload.path(), upload.len).await {
                 // An idle connection may have been closed by the database meanwhile: once
                 // more, on a new one.
-                tracing::info!(error = %e, "postgres: storing a result file failed; retrying");
-                self.idle.lock().clear();
+                tracing::info!(error = %chain(&*e), "postgres: storing a result file failed; retrying");
+                self.files.idle.lock().clear();
                 self.store_file(&name, upload.path(), upload.len)
                     .await
                     .map_err(io)?;
@@ -777,39 +828,31 @@ impl Storage for PgStore {
     }
 
     fn result_source(&self, file: &str) -> ResultSource {
-        let pg = self.pg.config.clone();
-        let name = file.to_owned();
+        // One chunk at a time, each on a pooled connection taken for that chunk only (a slow
+        // reader holds none); after an error the stream ends.
         let chunks = futures_util::stream::unfold(
-            (pg, name, 0i32, None::<Client>),
-            |(pg, name, n, client)| async move {
+            (Arc::clone(&self.files), file.to_owned(), Some(0i32)),
+            |(pool, name, n)| async move {
+                let n = n?;
                 let fetched = async {
-                    let client = match client {
-                        Some(c) => c,
-                        None => {
-                            let (c, connection) = pg.connect(NoTls).await?;
-                            tokio::spawn(connection);
-                            c
-                        }
-                    };
+                    let client = pool.get().await?;
                     let row = client
                         .query_opt(
                             "SELECT data FROM sq_result_chunk WHERE name = $1 AND n = $2",
                             &[&name, &n],
                         )
                         .await?;
-                    PgResult::Ok((row.map(|r| r.get::<_, Vec<u8>>(0)), client))
+                    PgResult::Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
                 };
                 match fetched.await {
-                    Ok((Some(data), client)) => Some((
-                        Ok(bytes::Bytes::from(data)),
-                        (pg, name, n + 1, Some(client)),
-                    )),
-                    Ok((None, _)) => None,
-                    Err(e) => Some((Err(io(e)), (pg, name, i32::MAX, None))),
+                    Ok(Some(data)) => {
+                        Some((Ok(bytes::Bytes::from(data)), (pool, name, Some(n + 1))))
+                    }
+                    Ok(None) => None,
+                    Err(e) => Some((Err(io(e)), (pool, name, None))),
                 }
             },
         );
-        // After an error the stream ends (chunk i32::MAX does not exist).
         ResultSource::Stream(Box::pin(chunks))
     }
 
@@ -832,7 +875,7 @@ impl Storage for PgStore {
                     backoff = BACKOFF.0;
                 }
                 if let Err(e) = ended {
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "postgres: unavailable; refusing calls until reconnected");
+                    tracing::warn!(error = %chain(&*e), retry_in_ms = backoff.as_millis() as u64, "postgres: unavailable; refusing calls until reconnected");
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(BACKOFF.1);
@@ -845,5 +888,61 @@ impl Storage for PgStore {
         (!log.active).then(|| Standby {
             active: log.active_url.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_string_never_shows() {
+        let pg = Postgres::new(
+            "postgresql://scanqueue:s3cret-pw@127.0.0.1:5432/scanqueue",
+            "http://a:8080",
+        )
+        .unwrap();
+        let debug = format!("{pg:?}");
+        assert!(!debug.contains("s3cret-pw"), "{debug}");
+        assert!(debug.contains("http://a:8080"), "{debug}");
+        let error = Postgres::new("postgresql://u:s3cret-pw@[bad", "x").unwrap_err();
+        assert!(!error.contains("s3cret-pw"), "{error}");
+    }
+
+    #[test]
+    fn tickets_of_an_ended_term_are_never_durable() {
+        let pg = Postgres::new("host=127.0.0.1", "http://a").unwrap();
+        let (store, state) = PgStore::open(&pg, scan_queue::Config::default(), 1).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // A standby accepts nothing: never durable, and its state must be rebuilt.
+        let record = Record::Fact(crate::state::Fact::ResultsDeleted { tasks: vec![] });
+        let ticket = store.append(vec![record.clone()], &state);
+        assert_eq!(ticket, REFUSED);
+        assert!(!runtime.block_on(store.durable(ticket)));
+        assert!(store.log.lock().dirty);
+        assert!(store.standby().is_some());
+        // Active in term 1: a ticket waits for its commit; stepping down refuses it.
+        {
+            let mut log = store.log.lock();
+            log.active = true;
+            log.term = 1;
+            log.dirty = false;
+        }
+        store.progress.send_replace(Progress {
+            term: 1,
+            durable: 1 << TERM_SHIFT,
+        });
+        let ticket = store.append(vec![record], &state);
+        assert_eq!(ticket, (1 << TERM_SHIFT) | 1);
+        let waiting = runtime.block_on(async {
+            tokio::time::timeout(Duration::from_millis(50), store.durable(ticket)).await
+        });
+        assert!(waiting.is_err(), "not durable before its commit");
+        store.step_down();
+        assert!(!runtime.block_on(store.durable(ticket)));
+        assert!(store.log.lock().queued.is_empty());
     }
 }
