@@ -126,7 +126,8 @@ impl Server {
         QueueRead(self.app.lock())
     }
 
-    /// Where completed tasks' result files are.
+    /// Where completed tasks' result files are (with PostgreSQL: where uploads are staged on
+    /// their way into the database).
     pub fn results_dir(&self) -> &Path {
         &self.results_dir
     }
