@@ -25,6 +25,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const ZAP: &str = "OWASP Zed Attack Proxy";
+/// The server binaries' API key (`--api-key` wants a strong one).
+const NODE_KEY: &str = "ha-test-key-aB3dE5gH7jK9mN1pQ2rS4tU6vW8";
 const CLIENTS: usize = 4;
 /// How long a take-over may take before the test gives up (it is measured, not asserted).
 const TAKEOVER_BOUND: Duration = Duration::from_secs(20);
@@ -76,7 +78,7 @@ impl Node {
         let child = Command::new(env!("CARGO_BIN_EXE_scan-queue-server"))
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .args(["--advertise-url", &self.url])
-            .args(["--api-key", API_KEY])
+            .args(["--api-key", NODE_KEY])
             .env("SCAN_QUEUE_POSTGRES", database)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -215,7 +217,7 @@ impl Cluster {
         let request = self
             .http
             .request(method, url)
-            .header("Authorization", format!("APIKEY {API_KEY}"))
+            .header("Authorization", format!("APIKEY {NODE_KEY}"))
             .header("Accept", "application/json")
             .timeout(Duration::from_secs(10));
         let request = match body {
@@ -450,6 +452,7 @@ async fn verify(
     }
     for node in &cluster.nodes {
         node.kill();
+        // HA_DEBUG=DIR keeps the servers' logs there.
         if let Some(dir) = std::env::var_os("HA_DEBUG") {
             let _ = std::fs::copy(
                 &node.log,
@@ -628,7 +631,7 @@ async fn split_brain_and_a_postgres_restart_lose_nothing_acknowledged() {
                 "{}/threadfix/rest/latest/tasks/requestScanAgentKey",
                 node.url
             ))
-            .header("Authorization", format!("APIKEY {API_KEY}"))
+            .header("Authorization", format!("APIKEY {NODE_KEY}"))
             .send()
             .await
             .unwrap();
