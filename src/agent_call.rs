@@ -147,6 +147,36 @@ impl Queue {
         self.agent_call(now_ms, Call::Fail, task, message, agent_key, task_key)
     }
 
+    /// Checks, changing nothing, whether [`complete_task`](Queue::complete_task) with these
+    /// keys would be refused now: what an embedder asks before it stores the result file, so
+    /// that a call with wrong keys costs no disk. `Ok` also for a retry of the call that
+    /// finished the task (completed, or failed by the embedder after refusing its file) by
+    /// the same keys. A lease that ran out but was not yet taken back passes; the call
+    /// itself then refuses it.
+    pub fn check_completion(
+        &self,
+        task: TaskId,
+        agent_key: &str,
+        task_key: &str,
+    ) -> Result<(), Error> {
+        match self.check_agent_call(task, agent_key, task_key, Call::Complete) {
+            Err(Error::WrongState {
+                status: TaskStatus::CompleteFailed,
+                ..
+            }) if self.agent_for_key(agent_key).is_some_and(|agent| {
+                self.tasks.get(&task).is_some_and(|t| {
+                    t.assignment
+                        .as_ref()
+                        .is_some_and(|a| a.agent == agent && a.task_key.matches(task_key))
+                })
+            }) =>
+            {
+                Ok(())
+            }
+            checked => checked.map(|_| ()),
+        }
+    }
+
     /// The three agent calls: advance time, check, commit the call's event.
     fn agent_call(
         &mut self,

@@ -1736,3 +1736,53 @@ fn an_agent_that_lost_a_lease_and_took_the_task_again_holds_it_normally() {
         },
     );
 }
+
+#[test]
+fn check_completion_tells_before_any_file_whether_complete_would_pass() {
+    let mut q = queue();
+    let id = scan(&mut q, T0, BURP);
+    let (_, a) = agent(&mut q, T0);
+    let (_, b) = agent(&mut q, T0);
+    assert_eq!(
+        q.check_completion(id, &a, "x"),
+        Err(Error::WrongState {
+            task: id,
+            status: TaskStatus::Queued
+        })
+    );
+    let h = take(&mut q, T0, &a, &[BURP]);
+    q.drain_events().for_each(drop);
+    let snap = q.snapshot();
+    assert_eq!(q.check_completion(id, &a, &h.task_key), Ok(()));
+    assert_eq!(
+        q.check_completion(id, FOREIGN_KEY, &h.task_key),
+        Err(Error::InvalidAgentKey)
+    );
+    assert_eq!(
+        q.check_completion(id, &b, &h.task_key),
+        Err(Error::NotTaskHolder { task: id })
+    );
+    assert_eq!(
+        q.check_completion(id, &a, &tweak(&h.task_key)),
+        Err(Error::InvalidTaskKey { task: id })
+    );
+    assert_eq!(
+        q.check_completion(TaskId(99), &a, &h.task_key),
+        Err(Error::UnknownTask(TaskId(99)))
+    );
+    assert_eq!(q.snapshot(), snap, "checking changes nothing");
+    assert_eq!(q.drain_events().count(), 0);
+    // The agent failed it (the embedder refusing its file): a retry by the same keys passes,
+    // anyone else is still refused.
+    q.fail_task(T0 + 1, id, "refused file", &a, &h.task_key)
+        .unwrap();
+    assert_eq!(q.check_completion(id, &a, &h.task_key), Ok(()));
+    assert!(q.check_completion(id, &b, &h.task_key).is_err());
+    assert!(q.check_completion(id, &a, &tweak(&h.task_key)).is_err());
+    // Completed: the retry of the completion passes.
+    let id2 = scan(&mut q, T0 + 2, BURP);
+    let h2 = take(&mut q, T0 + 2, &a, &[BURP]);
+    q.complete_task(T0 + 3, id2, &a, &h2.task_key).unwrap();
+    assert_eq!(q.check_completion(id2, &a, &h2.task_key), Ok(()));
+    assert!(q.check_completion(id2, &b, &h2.task_key).is_err());
+}

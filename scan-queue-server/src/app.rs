@@ -3,9 +3,10 @@
 //! [`Storage`] in order, and an [`Unacked`] result that can only be answered after the
 //! storage says it is durable. Also the deadline timer.
 
-use crate::auth::ApiKey;
+use crate::auth::ApiKeys;
 use crate::clock::Clock;
 use crate::config::ServerConfig;
+use crate::http::Failure;
 use crate::metrics::Metrics;
 use crate::scanners::Scanners;
 use crate::state::{Fact, Record, Retention, State};
@@ -13,6 +14,7 @@ use crate::storage::Storage;
 use crate::webhook::Webhooks;
 use parking_lot::Mutex;
 use scan_queue::{AgentId, Event, Queue, TaskId, TaskStatus};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -37,7 +39,14 @@ pub(crate) struct App {
     /// Where every change is kept.
     pub(crate) storage: Box<dyn Storage>,
     pub(crate) clock: Clock,
-    pub(crate) api_key: ApiKey,
+    /// The API key, and the previous one during a rotation's grace period.
+    pub(crate) api_keys: ApiKeys,
+    /// Failed authentication per client address.
+    pub(crate) throttle: crate::throttle::Throttle,
+    /// What the network edge accepts (timeouts, bounds).
+    pub(crate) edge: crate::edge::Edge,
+    /// One permit per upload in flight (`edge.max_uploads`).
+    pub(crate) uploads: std::sync::Arc<tokio::sync::Semaphore>,
     pub(crate) scanners: Scanners,
     pub(crate) limits: Limits,
     /// How result files are checked at completion.
@@ -95,11 +104,22 @@ impl App {
             config_bytes: config.max_config_bytes,
             agent_config_bytes: config.queue.max_agent_config_len,
         };
+        let previous_until = clock.now_ms().saturating_add(
+            u64::try_from(config.previous_api_key_grace.as_millis()).unwrap_or(u64::MAX),
+        );
         App {
             state: Mutex::new(state),
             storage,
             clock,
-            api_key: config.api_key,
+            api_keys: ApiKeys::new(
+                config.api_key,
+                config.previous_api_key.map(|key| (key, previous_until)),
+            ),
+            throttle: crate::throttle::Throttle::new(config.auth_throttle),
+            uploads: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                config.edge.max_uploads.max(1),
+            )),
+            edge: config.edge,
             scanners: config.scanners,
             limits,
             result_check: config.result_check,
@@ -111,6 +131,38 @@ impl App {
             timer: Notify::new(),
             sweep_now: std::sync::atomic::AtomicBool::new(false),
             armed_ms: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// Refuses at once a request from an address blocked for failing authentication (429),
+    /// before its key is looked at.
+    pub(crate) fn auth_blocked(&self, peer: Option<IpAddr>) -> Result<(), Failure> {
+        match peer.and_then(|ip| self.throttle.blocked(ip)) {
+            Some(wait) => {
+                self.metrics.record_throttled();
+                Err(Failure::throttled(wait))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// A request presented a wrong API key (`what`: "call", "login", "scrape"…): counted
+    /// against its address and in the metrics, logged with the address (never the key).
+    /// Answers ThreadFix's authentication failure, or 429 once the address is past its quota.
+    pub(crate) fn auth_failed(&self, peer: Option<IpAddr>, what: &'static str) -> Failure {
+        self.metrics.record_api_key_rejection();
+        let throttled = peer.and_then(|ip| self.throttle.failed(ip));
+        let client = peer.map_or_else(|| "-".to_owned(), |ip| ip.to_string());
+        match throttled {
+            Some(wait) => {
+                tracing::warn!(%client, what, retry_after_s = wait.as_secs(), "wrong API key; client throttled");
+                self.metrics.record_throttled();
+                Failure::throttled(wait)
+            }
+            None => {
+                tracing::info!(%client, what, "wrong API key");
+                Failure::new(crate::wire::AUTH_FAILED)
+            }
         }
     }
 
@@ -221,6 +273,7 @@ impl App {
             if now_ms >= next_sweep_ms || self.sweep_now.swap(false, Ordering::Relaxed) {
                 next_sweep_ms = now_ms.saturating_add(SWEEP_EVERY_MS);
                 crate::ops::sweep_results(self).await;
+                self.throttle.sweep();
             }
             let wait_ms = {
                 let state = self.state.lock();

@@ -29,6 +29,32 @@ impl ApiKey {
         )
     }
 
+    /// The shortest key `--api-key` accepts.
+    pub const MIN_LEN: usize = 32;
+    /// The fewest different characters a key `--api-key` accepts has.
+    pub const MIN_DISTINCT: usize = 10;
+
+    /// Refuses a key an attacker could guess: shorter than [`MIN_LEN`](Self::MIN_LEN)
+    /// characters or with fewer than [`MIN_DISTINCT`](Self::MIN_DISTINCT) different ones
+    /// (a generated key has 44 letters and digits; `openssl rand -base64 33` makes one too).
+    pub fn check_strength(&self) -> Result<(), String> {
+        let len = self.0.chars().count();
+        let mut distinct: Vec<char> = self.0.chars().collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if len < Self::MIN_LEN || distinct.len() < Self::MIN_DISTINCT {
+            return Err(format!(
+                "the API key is too easy to guess ({len} characters, {} different): use at \
+                 least {} characters with at least {} different ones, e.g. from \
+                 `openssl rand -base64 33`, or leave it unset to have one generated",
+                distinct.len(),
+                Self::MIN_LEN,
+                Self::MIN_DISTINCT
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether `presented` is this key, compared in constant time (the length is not hidden).
     pub fn matches(&self, presented: &str) -> bool {
         bool::from(self.0.as_bytes().ct_eq(presented.as_bytes()))
@@ -43,6 +69,31 @@ impl ApiKey {
 impl fmt::Debug for ApiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+/// The keys a server accepts: its API key and, during a rotation's grace period, the
+/// previous one.
+#[derive(Clone, Debug)]
+pub(crate) struct ApiKeys {
+    current: ApiKey,
+    /// The previous key and the time (ms) until which it is still accepted.
+    previous: Option<(ApiKey, u64)>,
+}
+
+impl ApiKeys {
+    pub(crate) fn new(current: ApiKey, previous: Option<(ApiKey, u64)>) -> ApiKeys {
+        ApiKeys { current, previous }
+    }
+
+    /// Whether `presented` is an accepted key at `now_ms` (each compared in constant time).
+    pub(crate) fn matches(&self, presented: &str, now_ms: u64) -> bool {
+        let current = self.current.matches(presented);
+        let previous = self
+            .previous
+            .as_ref()
+            .is_some_and(|(key, until)| key.matches(presented) && now_ms < *until);
+        current | previous
     }
 }
 
@@ -61,7 +112,8 @@ pub(crate) enum Auth {
 /// there is one, else the first `apiKey` parameter (query string, url-encoded body or
 /// multipart field alike), compared in constant time.
 pub(crate) fn authenticate(
-    key: &ApiKey,
+    keys: &ApiKeys,
+    now_ms: u64,
     header: Option<&axum::http::HeaderValue>,
     api_key_param: Option<&str>,
 ) -> Auth {
@@ -72,7 +124,7 @@ pub(crate) fn authenticate(
             None => return Auth::NotYet,
         },
     };
-    if presented.is_some_and(|k| key.matches(k)) {
+    if presented.is_some_and(|k| keys.matches(k, now_ms)) {
         Auth::Yes
     } else {
         Auth::No
@@ -104,12 +156,36 @@ mod tests {
         assert_eq!(from_authorization("Bearer abc"), None);
         assert_eq!(from_authorization("APIKEY"), None);
         let header = axum::http::HeaderValue::from_static("APIKEY nope");
+        let keys = ApiKeys::new(k.clone(), None);
         assert_eq!(
-            authenticate(&k, Some(&header), Some(k.expose_secret())),
+            authenticate(&keys, 0, Some(&header), Some(k.expose_secret())),
             Auth::No
         );
-        assert_eq!(authenticate(&k, None, Some(k.expose_secret())), Auth::Yes);
-        assert_eq!(authenticate(&k, None, Some("nope")), Auth::No);
-        assert_eq!(authenticate(&k, None, None), Auth::NotYet);
+        let secret = Some(k.expose_secret());
+        assert_eq!(authenticate(&keys, 0, None, secret), Auth::Yes);
+        assert_eq!(authenticate(&keys, 0, None, Some("nope")), Auth::No);
+        assert_eq!(authenticate(&keys, 0, None, None), Auth::NotYet);
+    }
+
+    #[test]
+    fn a_previous_key_is_accepted_until_its_grace_period_ends() {
+        let (new, old) = (ApiKey::generate(), ApiKey::generate());
+        let keys = ApiKeys::new(new.clone(), Some((old.clone(), 1_000)));
+        assert!(keys.matches(new.expose_secret(), 5_000));
+        assert!(keys.matches(old.expose_secret(), 999));
+        assert!(!keys.matches(old.expose_secret(), 1_000));
+        assert!(!keys.matches("nope", 0));
+    }
+
+    #[test]
+    fn weak_keys_are_refused_with_a_way_to_make_one() {
+        assert_eq!(ApiKey::generate().check_strength(), Ok(()));
+        for weak in ["q7", "test-api-key-0123456789", &"ab".repeat(40)] {
+            let refused = ApiKey::new(weak).unwrap().check_strength().unwrap_err();
+            assert!(refused.contains("openssl rand"), "{refused}");
+            assert!(!refused.contains(weak), "the key is never shown");
+        }
+        let ok = ApiKey::new("Zq4-tT9mP2xL7vB1nC8kD3sF6hJ0gR5w").unwrap();
+        assert_eq!(ok.check_strength(), Ok(()));
     }
 }

@@ -1,12 +1,15 @@
 //! What a server is configured with, and the checks it must pass before the server starts.
 
 use crate::auth::ApiKey;
+use crate::edge::Edge;
 use crate::report::ResultCheck;
 use crate::scanners::Scanners;
 use crate::state::Retention;
 use crate::storage::journal::Durability;
+use crate::throttle::AuthThrottle;
 use crate::webhook::Webhooks;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Everything a server is configured with.
 #[derive(Clone, Debug)]
@@ -34,6 +37,15 @@ pub struct ServerConfig {
     pub retention: Retention,
     /// Where terminal transitions are pushed (by default nowhere).
     pub webhooks: Webhooks,
+    /// The previous API key, still accepted for `previous_api_key_grace` after start while
+    /// agents move to the new one.
+    pub previous_api_key: Option<ApiKey>,
+    /// How long after start the previous API key is accepted (24 hours by default).
+    pub previous_api_key_grace: Duration,
+    /// What the network edge accepts: connection and upload bounds, timeouts, TLS.
+    pub edge: Edge,
+    /// How failed API-key checks and logins are throttled per client address.
+    pub auth_throttle: AuthThrottle,
     /// Keep everything in PostgreSQL instead of `data_dir` (and `durability`), as the active
     /// server or a standby (by default not).
     pub postgres: Option<crate::Postgres>,
@@ -61,6 +73,10 @@ impl ServerConfig {
             result_check: ResultCheck::default(),
             retention: Retention::default(),
             webhooks: Webhooks::default(),
+            previous_api_key: None,
+            previous_api_key_grace: Duration::from_secs(24 * 60 * 60),
+            edge: Edge::default(),
+            auth_throttle: AuthThrottle::default(),
             postgres: None,
         }
     }
@@ -83,6 +99,9 @@ impl ServerConfig {
         }
         if !self.webhooks.receivers.is_empty() && self.webhooks.secret.is_none() {
             return Err("webhooks need a secret to sign their deliveries with".into());
+        }
+        if self.edge.max_connections == 0 || self.edge.max_uploads == 0 {
+            return Err("edge.max_connections and edge.max_uploads must be at least 1".into());
         }
         if self.webhooks.max_attempts == 0 {
             return Err("webhooks.max_attempts must be at least 1".into());

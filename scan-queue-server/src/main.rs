@@ -8,12 +8,20 @@
 use clap::Parser;
 use scan_queue_server::report::ResultCheck;
 use scan_queue_server::{
-    ApiKey, Durability, Fsync, Postgres, Retention, Scanner, Scanners, Server, ServerConfig,
-    Webhook, WebhookSecret, Webhooks,
+    ApiKey, AuthThrottle, Durability, Edge, Fsync, Postgres, Retention, Scanner, Scanners, Server,
+    ServerConfig, TlsFiles, Webhook, WebhookSecret, Webhooks,
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+/// jemalloc, with its background thread purging freed pages (10 s after they are freed): glibc's
+/// allocator kept a burst of connections' buffers for good (edge_attacks.rs, 10 000
+/// connections: glibc 18.7 -> 33.3 MB resident and staying; jemalloc 21.6 -> 25.8 MB within
+/// 7 s; BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// The scan agent task queue, speaking ThreadFix's Tasks API.
 ///
@@ -42,6 +50,70 @@ struct Args {
         hide_env_values = true
     )]
     api_key: Option<String>,
+
+    /// The previous API key, still accepted for --api-key-grace-hours after start while
+    /// agents and scripts move to the new one (key rotation). Page sessions do not survive a
+    /// restart, so rotating ends them all.
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "SCAN_QUEUE_API_KEY_PREVIOUS",
+        hide_env_values = true
+    )]
+    api_key_previous: Option<String>,
+
+    /// How long after start --api-key-previous is accepted.
+    #[arg(long, value_name = "HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=8760))]
+    api_key_grace_hours: u64,
+
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// Connections open at once; one more is answered 503 and closed.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections: u64,
+
+    /// Result uploads (completeTask) in flight at once; one more is answered 503.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    max_uploads: u64,
+
+    /// How long a client may take to send a request's headers; also how long an idle
+    /// connection (new, or kept alive between requests) stays open.
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_timeout_secs: u64,
+
+    /// How long a request body (or a response body) may make no progress before it is cut.
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    body_timeout_secs: u64,
+
+    /// How long any call but completeTask may take, body included.
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    request_timeout_secs: u64,
+
+    /// The slowest an upload may arrive, in bytes per second on average, once it has gone on
+    /// for --body-timeout-secs (8 KiB/s: 100 MiB in 3.6 hours; 0 disables the check).
+    #[arg(long, value_name = "BYTES", default_value_t = 8 * 1024)]
+    min_upload_rate: u64,
+
+    /// Failed API-key checks and logins a client address may make at once; after them, one
+    /// per --auth-failure-period-secs, and requests past that get 429 with Retry-After.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    auth_failures_burst: u32,
+
+    /// See --auth-failures-burst.
+    #[arg(long, value_name = "SECS", default_value_t = 6, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    auth_failure_period_secs: u64,
+
+    /// A proxy in front of the server (HAProxy, nginx; repeat the flag for each) whose
+    /// X-Forwarded-For header names the client: requests through it are throttled and logged
+    /// by the client's address instead of the proxy's.
+    #[arg(long = "trusted-proxy", value_name = "IP")]
+    trusted_proxies: Vec<std::net::IpAddr>,
 
     /// Directory for the journal and snapshots (journal/), scan configs (configs/), uploaded
     /// result files (results/) and uploads in flight (incoming/). Holds keys: keep it private.
@@ -188,6 +260,9 @@ impl From<FsyncArg> for Fsync {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        eprintln!("scan-queue-server: jemalloc's background purging is off ({e})");
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -205,12 +280,20 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), String> {
+    let strong = |key: String, flag: &str| {
+        let key = ApiKey::new(key).ok_or_else(|| {
+            format!("{flag}: the key must be non-empty, without surrounding whitespace or control characters")
+        })?;
+        key.check_strength().map_err(|e| format!("{flag}: {e}"))?;
+        Ok::<_, String>(key)
+    };
     let (api_key, generated) = match args.api_key {
-        Some(key) => (
-            ApiKey::new(key).ok_or("the API key must be non-empty, without surrounding whitespace or control characters")?,
-            false,
-        ),
+        Some(key) => (strong(key, "--api-key")?, false),
         None => (ApiKey::generate(), true),
+    };
+    let previous_api_key = match args.api_key_previous {
+        Some(key) => Some(strong(key, "--api-key-previous")?),
+        None => None,
     };
     let scanners = if args.scanners.is_empty() {
         Scanners::default()
@@ -261,6 +344,30 @@ fn run(args: Args) -> Result<(), String> {
         ..Webhooks::default()
     };
     config.result_check = args.result_check;
+    config.previous_api_key = previous_api_key;
+    config.previous_api_key_grace = Duration::from_secs(args.api_key_grace_hours * 3600);
+    config.edge = Edge {
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        max_uploads: usize::try_from(args.max_uploads).unwrap_or(usize::MAX),
+        header_timeout: Duration::from_secs(args.header_timeout_secs),
+        body_timeout: Duration::from_secs(args.body_timeout_secs),
+        request_timeout: Duration::from_secs(args.request_timeout_secs),
+        min_upload_rate: args.min_upload_rate,
+        tls: match (args.tls_cert, args.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            _ => None,
+        },
+        trusted_proxies: args.trusted_proxies,
+    };
+    config.auth_throttle = AuthThrottle {
+        burst: args.auth_failures_burst,
+        period: Duration::from_secs(args.auth_failure_period_secs),
+    };
+    let scheme = if config.edge.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     config.retention = Retention {
         max_age_ms: (args.keep_results_days > 0).then(|| args.keep_results_days * 86_400_000),
         per_application: (args.keep_results_per_app > 0).then_some(args.keep_results_per_app),
@@ -282,7 +389,7 @@ fn run(args: Args) -> Result<(), String> {
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
         // stdout, once: what a person starting the server needs to copy.
-        println!("scan-queue-server listening on http://{local}/threadfix/rest/latest/tasks/");
+        println!("scan-queue-server listening on {scheme}://{local}/threadfix/rest/latest/tasks/");
         if generated {
             println!(
                 "generated API key (set --api-key or SCAN_QUEUE_API_KEY to choose one): {}",

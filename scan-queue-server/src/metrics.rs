@@ -24,6 +24,11 @@ pub(crate) struct Metrics {
     /// `scan_queue_api_key_rejections_total`: calls, logins and scrapes with a wrong or
     /// missing API key (the core counts rejected agent and task keys itself).
     api_key_rejections: IntCounter,
+    /// `scan_queue_refused_total{reason}`: requests and connections turned away by a bound
+    /// of the edge: `throttled` (429 after failed authentication), `connections`
+    /// (`--max-connections`), `uploads` (`--max-uploads`), `timeout` (a request or upload
+    /// too slow).
+    edge_refusals: IntCounterVec,
     /// Queue depth per minute, oldest first, at most [`DEPTH_MINUTES`] entries.
     depth: Mutex<VecDeque<DepthSample>>,
     /// The second of the last opportunistic sample (bounds sampling to once a second).
@@ -72,9 +77,21 @@ impl Metrics {
             "Requests refused for a wrong or missing API key or session.",
         )
         .expect("valid metric");
+        let edge_refusals = IntCounterVec::new(
+            Opts::new(
+                "scan_queue_refused_total",
+                "Requests and connections refused by a bound of the edge, by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        for reason in ["throttled", "connections", "uploads", "timeout"] {
+            edge_refusals.with_label_values(&[reason]);
+        }
         Metrics {
             http_requests,
             api_key_rejections,
+            edge_refusals,
             depth: Mutex::new(VecDeque::with_capacity(DEPTH_MINUTES as usize + 1)),
             sampled_s: AtomicU64::new(u64::MAX),
         }
@@ -90,6 +107,26 @@ impl Metrics {
     /// Counts one refused API key (or missing session).
     pub(crate) fn record_api_key_rejection(&self) {
         self.api_key_rejections.inc();
+    }
+
+    /// Counts one request turned away after failed authentication (429).
+    pub(crate) fn record_throttled(&self) {
+        self.edge_refusals.with_label_values(&["throttled"]).inc();
+    }
+
+    /// Counts one connection past `--max-connections`.
+    pub(crate) fn record_connection_refused(&self) {
+        self.edge_refusals.with_label_values(&["connections"]).inc();
+    }
+
+    /// Counts one upload past `--max-uploads`.
+    pub(crate) fn record_upload_refused(&self) {
+        self.edge_refusals.with_label_values(&["uploads"]).inc();
+    }
+
+    /// Counts one request cut for being too slow.
+    pub(crate) fn record_timeout(&self) {
+        self.edge_refusals.with_label_values(&["timeout"]).inc();
     }
 
     /// Samples the queue's depth at `now_ms` if no sample was taken this second (after API
@@ -289,6 +326,7 @@ impl Metrics {
             registry.register(Box::new(counter))?;
         }
         registry.register(Box::new(self.api_key_rejections.clone()))?;
+        registry.register(Box::new(self.edge_refusals.clone()))?;
         registry.register(Box::new(self.http_requests.clone()))?;
         let mut out = Vec::new();
         prometheus::TextEncoder::new().encode(&registry.gather(), &mut out)?;

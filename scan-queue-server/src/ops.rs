@@ -198,12 +198,20 @@ pub(crate) async fn request_task(
     app.ack(assigned).await?
 }
 
-/// The task and keys of an agent call.
-#[derive(Clone, Copy, Debug)]
+/// The task and keys of an agent call. `Debug` shows the task only.
+#[derive(Clone, Copy)]
 pub(crate) struct AgentCall<'a> {
     pub(crate) task: TaskId,
     pub(crate) agent_key: &'a str,
     pub(crate) task_key: &'a str,
+}
+
+impl std::fmt::Debug for AgentCall<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentCall")
+            .field("task", &self.task)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `taskStatusUpdate`: a progress message (and a lease renewal).
@@ -351,6 +359,17 @@ async fn inspect(
 
 /// A result file the inspection refused: the task fails with the reason (when the keys
 /// allow it), and the call is answered with it.
+/// Whether `completeTask` with these keys would be refused now: asked before its file is
+/// stored, so a call with wrong keys (or on a task it can no longer complete) costs no disk.
+pub(crate) fn check_completion(app: &App, call: AgentCall<'_>) -> Result<(), OpError> {
+    app.read(|state| {
+        state
+            .queue
+            .check_completion(call.task, call.agent_key, call.task_key)
+            .map_err(|e| core_refusal(state, &e))
+    })
+}
+
 async fn refuse_result(
     app: &App,
     call: AgentCall<'_>,

@@ -10,6 +10,9 @@ use scan_queue::{KeySource, Queue};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// How long a stopping server lets requests in flight finish.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A scan queue server: the core behind ThreadFix's Tasks API.
 ///
 /// ```no_run
@@ -102,9 +105,16 @@ impl Server {
                 () = app.storage.failed() => {}
             }
         };
-        let served = axum::serve(listener, self.router())
-            .with_graceful_shutdown(stop)
-            .await;
+        let metrics_app = Arc::clone(&self.app);
+        let served = crate::edge::serve(
+            listener,
+            self.router(),
+            &self.app.edge,
+            move || metrics_app.metrics.record_connection_refused(),
+            stop,
+            SHUTDOWN_GRACE,
+        )
+        .await;
         timer.abort();
         webhooks.abort();
         storage.abort();

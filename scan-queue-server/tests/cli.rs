@@ -238,14 +238,14 @@ async fn api_key_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();
     let running = start(
         &["--scanner", "Nessus Pro=nessus"],
-        Some("env-key-1"),
+        Some("env-key-1-Wq8Rt3Yu6Io9Pa2Sd5Fg7Hj"),
         dir.path(),
     );
     assert_eq!(running.stdout.len(), 1);
     let r = json(
         reqwest::Client::new()
             .get(format!("{}/rest/tasks/scanners", running.origin))
-            .header("Authorization", "APIKEY env-key-1")
+            .header("Authorization", "APIKEY env-key-1-Wq8Rt3Yu6Io9Pa2Sd5Fg7Hj")
             .send()
             .await
             .unwrap(),
@@ -254,5 +254,5 @@ async fn api_key_from_the_environment() {
     assert_eq!(r["object"], serde_json::json!(["Nessus Pro"]));
     let (status, log) = terminate(running);
     assert!(status.success());
-    assert!(!log.contains("env-key-1"));
+    assert!(!log.contains("env-key-1-Wq8Rt3Yu6Io9Pa2Sd5Fg7Hj"));
 }

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const API_KEY: &str = "crash-test-api-key";
+const API_KEY: &str = "crash-test-api-key-7Hq2Zx9LmP4vKw8R";
 const ZAP: &str = "OWASP Zed Attack Proxy";
 const AGENTS: usize = 4;
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-const API_KEY: &str = "restart-test-api-key";
+const API_KEY: &str = "restart-test-api-key-3Jd8Nq5TyB1cXe6";
 const T0: u64 = 1_700_000_000_000;
 
 /// A library server on a loopback port, on `dir`, with a manual clock at `now_ms`.

@@ -36,6 +36,8 @@ pub struct Failure {
     pub status: StatusCode,
     /// The envelope's `message`.
     pub message: String,
+    /// Seconds to put in `Retry-After` (429 and 503 answers).
+    pub retry_after_secs: Option<u64>,
 }
 
 impl Failure {
@@ -44,6 +46,7 @@ impl Failure {
         Failure {
             status: StatusCode::OK,
             message: message.into(),
+            retry_after_secs: None,
         }
     }
 
@@ -52,7 +55,33 @@ impl Failure {
         Failure {
             status,
             message: message.into(),
+            retry_after_secs: None,
         }
+    }
+
+    /// 429: the client's address failed authentication too often.
+    pub(crate) fn throttled(wait: std::time::Duration) -> Failure {
+        let secs = crate::throttle::retry_after_secs(wait);
+        Failure {
+            retry_after_secs: Some(secs),
+            ..Failure::with_status(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("Too many failed authentications from your address; retry in {secs} s."),
+            )
+        }
+    }
+
+    /// 503 with `Retry-After`: a bound of the server is reached for now.
+    pub(crate) fn busy(message: impl Into<String>) -> Failure {
+        Failure {
+            retry_after_secs: Some(1),
+            ..Failure::with_status(StatusCode::SERVICE_UNAVAILABLE, message)
+        }
+    }
+
+    /// Whether this is the answer to a wrong API key (or a throttled address).
+    pub(crate) fn is_auth(&self) -> bool {
+        self.message == wire::AUTH_FAILED || self.status == StatusCode::TOO_MANY_REQUESTS
     }
 }
 
@@ -168,7 +197,12 @@ pub(crate) fn router(app: Arc<App>, other: axum::Router<Arc<App>>) -> axum::Rout
                     &format!("{prefix}/rest/{{version}}/applications/{{app}}/results"),
                     get(results::list).fallback(get_only),
                 )
-        });
+        })
+        // The page and the results (the API calls are bounded in `dispatch`).
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            app.edge.request_timeout,
+        ));
     other
         .route("/ready", get(ready))
         .route("/rest/tasks/{op}", any(dispatch))
@@ -177,6 +211,9 @@ pub(crate) fn router(app: Arc<App>, other: axum::Router<Arc<App>>) -> axum::Rout
         .route("/threadfix/rest/{version}/tasks/{op}", any(dispatch))
         .fallback(unknown_endpoint)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            app.edge.body_timeout,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&app),
             standby_gate,
@@ -264,11 +301,19 @@ fn reply(result: Result<Reply, Failure>) -> Response {
 fn reply_json<T: serde::Serialize>(result: Result<T, Failure>) -> Response {
     match result {
         Ok(object) => Json(Envelope::success(object)).into_response(),
-        Err(failure) => (
-            failure.status,
-            Json(Envelope::<T>::failure(failure.message)),
-        )
-            .into_response(),
+        Err(failure) => {
+            let mut response = (
+                failure.status,
+                Json(Envelope::<T>::failure(failure.message)),
+            )
+                .into_response();
+            if let Some(secs) = failure.retry_after_secs {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, secs.into());
+            }
+            response
+        }
     }
 }
 
@@ -303,16 +348,30 @@ async fn dispatch(State(app): State<Arc<App>>, request: Request) -> Response {
     let Some(op) = Op::from_name(name) else {
         return unknown_endpoint(request).await;
     };
-    let result = handle(&app, op, request).await;
+    let result = if op == Op::CompleteTask {
+        // An upload: bounded by the body timeout and the minimum upload rate instead.
+        handle(&app, op, request).await
+    } else {
+        tokio::time::timeout(app.edge.request_timeout, handle(&app, op, request))
+            .await
+            .unwrap_or_else(|_| {
+                app.metrics.record_timeout();
+                Err(Failure::with_status(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "The request took longer than the server's request timeout.",
+                ))
+            })
+    };
     let outcome = match &result {
         Ok(_) => "ok",
         Err(failure) => {
-            // The message never holds a secret; the request (whose query may) is not logged.
-            tracing::info!(op = op.name(), reason = %failure.message, "refused");
-            if failure.message == wire::AUTH_FAILED {
-                app.metrics.record_api_key_rejection();
+            if failure.is_auth() {
+                // Counted and logged (with the client's address) by App::auth_failed.
                 "unauthenticated"
             } else {
+                // The message never holds a secret; the request (whose query may) is not
+                // logged.
+                tracing::info!(op = op.name(), reason = %failure.message, "refused");
                 "refused"
             }
         }
@@ -347,7 +406,11 @@ async fn handle(app: &App, op: Op, request: Request) -> Result<Reply, Failure> {
 
 /// Runs an endpoint on a read, authenticated request.
 async fn run(app: &App, op: Op, received: Received) -> Result<Reply, Failure> {
-    let Received { params: p, file } = received;
+    let Received {
+        params: p,
+        file,
+        _upload,
+    } = received;
     match op {
         Op::QueueScan => {
             let application = ApplicationId(p.positive_int("applicationId")?);

@@ -25,13 +25,11 @@ const DEFAULT_PAGE: usize = 100;
 /// type and `ETag` (its SHA-256); ranges and conditional requests as tower-http's `ServeFile`
 /// serves them.
 pub(crate) async fn download(State(app): State<Arc<App>>, request: Request) -> Response {
-    if let Err(f) = authenticated(&app, &request) {
-        app.metrics.record_api_key_rejection();
-        let response = super::reply(Err(Failure::with_status(
-            StatusCode::UNAUTHORIZED,
-            f.message,
-        )));
-        return tagged(response, "result", "unauthenticated");
+    if let Err(mut f) = authenticated(&app, &request) {
+        if f.status == StatusCode::OK {
+            f.status = StatusCode::UNAUTHORIZED;
+        }
+        return tagged(super::reply(Err(f)), "result", "unauthenticated");
     }
     serve_result(&app, request, "result").await
 }
@@ -147,29 +145,30 @@ pub(crate) async fn list(State(app): State<Arc<App>>, request: Request) -> Respo
     })();
     let label = match &result {
         Ok(_) => "ok",
-        Err(f) if f.message == crate::wire::AUTH_FAILED => {
-            app.metrics.record_api_key_rejection();
-            "unauthenticated"
-        }
+        Err(f) if f.is_auth() => "unauthenticated",
         Err(_) => "refused",
     };
     tagged(reply_json(result), "results", label)
 }
 
-/// The API key check of every call, from the header or the query's `apiKey`.
+/// The API key check of every call, from the header or the query's `apiKey` (throttled per
+/// client address as every key check).
 fn authenticated(app: &App, request: &Request) -> Result<(), Failure> {
+    let peer = crate::edge::peer(request.extensions());
+    app.auth_blocked(peer)?;
     let query_key = request.uri().query().and_then(|q| {
         form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "apiKey")
             .map(|(_, v)| v.into_owned())
     });
     match authenticate(
-        &app.api_key,
+        &app.api_keys,
+        app.clock.now_ms(),
         request.headers().get(AUTHORIZATION),
         query_key.as_deref(),
     ) {
         Auth::Yes => Ok(()),
-        _ => Err(Failure::new(crate::wire::AUTH_FAILED)),
+        _ => Err(app.auth_failed(peer, "results")),
     }
 }
 

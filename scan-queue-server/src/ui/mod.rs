@@ -19,7 +19,7 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, COOKIE, LOCATION, REFERRER_POLICY,
-    SET_COOKIE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    RETRY_AFTER, SET_COOKIE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -239,23 +239,39 @@ async fn login(State(app): State<Arc<App>>, request: Request) -> Response {
     if cross_site(request.headers()) {
         return cross_site_refused(prefix, "login");
     }
+    let peer = crate::edge::peer(request.extensions());
+    let refused = |status, ctx: Ctx<'_>, retry_after: Option<u64>| {
+        let mut response = page(status, view::login(ctx, true), "login", "unauthenticated");
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(RETRY_AFTER, secs.into());
+        }
+        response
+    };
+    if let Err(throttled) = app.auth_blocked(peer) {
+        let ctx = Ctx { prefix, csrf: None };
+        return refused(throttled.status, ctx, throttled.retry_after_secs);
+    }
     let params = read_form(request).await.unwrap_or_default();
+    let now_ms = app.clock.now_ms();
     let key_ok = params
         .get("api_key")
-        .is_some_and(|k| app.api_key.matches(k.trim()));
+        .is_some_and(|k| app.api_keys.matches(k.trim(), now_ms));
     if !key_ok {
-        app.metrics.record_api_key_rejection();
-        tracing::info!("page login refused");
+        let failure = app.auth_failed(peer, "login");
+        let status = match failure.status {
+            StatusCode::OK => StatusCode::UNAUTHORIZED,
+            other => other,
+        };
         let ctx = Ctx { prefix, csrf: None };
-        return page(
-            StatusCode::UNAUTHORIZED,
-            view::login(ctx, true),
-            "login",
-            "unauthenticated",
-        );
+        return refused(status, ctx, failure.retry_after_secs);
     }
-    let session = app.sessions.create(app.clock.now_ms());
-    tracing::info!("page login");
+    let Some(session) = app.sessions.create(now_ms, peer) else {
+        tracing::warn!("page login refused: the server holds as many sessions as it keeps");
+        let ctx = Ctx { prefix, csrf: None };
+        return refused(StatusCode::SERVICE_UNAVAILABLE, ctx, Some(60));
+    };
+    let client = peer.map_or_else(|| "-".to_owned(), |ip| ip.to_string());
+    tracing::info!(%client, "page login");
     let mut response = redirect(&format!("{prefix}/tasks"), "login");
     if let Ok(cookie) = HeaderValue::from_str(&session.cookie()) {
         response.headers_mut().insert(SET_COOKIE, cookie);

@@ -1,9 +1,12 @@
 //! `GET /metrics`: the Prometheus scrape (see `metrics.rs` for what it holds).
 
 use crate::app::App;
+use crate::http::Failure;
 use crate::http::tagged;
-use axum::extract::State;
-use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::extract::{Request, State};
+use axum::http::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
@@ -20,24 +23,33 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
 /// `GET /metrics`: needs the API key (header `Authorization: APIKEY {key}` or
 /// `Authorization: Bearer {key}`, as Prometheus's `authorization` scrape setting sends) or
 /// a page session.
-pub(crate) async fn scrape(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let authorized = match presented_key(&headers) {
-        Some(key) => app.api_key.matches(key),
-        None => super::session(&app, &headers).is_some(),
+pub(crate) async fn scrape(State(app): State<Arc<App>>, request: Request) -> Response {
+    let headers = request.headers();
+    let peer = crate::edge::peer(request.extensions());
+    let refusal = match presented_key(headers) {
+        Some(key) => app.auth_blocked(peer).err().or_else(|| {
+            let ok = app.api_keys.matches(key, app.clock.now_ms());
+            (!ok).then(|| app.auth_failed(peer, "scrape"))
+        }),
+        None => super::session(&app, headers).is_none().then(|| {
+            app.metrics.record_api_key_rejection();
+            Failure::new(crate::wire::AUTH_FAILED)
+        }),
     };
     let tag = |mut r: Response, outcome: &'static str| {
         r.headers_mut()
             .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         tagged(r, "metrics", outcome)
     };
-    if !authorized {
-        app.metrics.record_api_key_rejection();
-        let r = (
-            StatusCode::UNAUTHORIZED,
-            [(WWW_AUTHENTICATE, "APIKEY")],
-            crate::wire::AUTH_FAILED,
-        )
-            .into_response();
+    if let Some(failure) = refusal {
+        let status = match failure.status {
+            StatusCode::OK => StatusCode::UNAUTHORIZED,
+            other => other,
+        };
+        let mut r = (status, [(WWW_AUTHENTICATE, "APIKEY")], failure.message).into_response();
+        if let Some(secs) = failure.retry_after_secs {
+            r.headers_mut().insert(RETRY_AFTER, secs.into());
+        }
         return tag(r, "unauthenticated");
     }
     let now_ms = app.clock.now_ms();
