@@ -396,12 +396,16 @@ fn run(args: Args) -> Result<(), String> {
                 api_key.expose_secret()
             );
         }
-        let fsync = if args.in_memory {
-            "in-memory"
+        if args.postgres.is_some() {
+            tracing::info!(listen = %local, store = "postgres", "started");
         } else {
-            Fsync::from(args.fsync).name()
-        };
-        tracing::info!(listen = %local, data_dir = %args.data_dir.display(), fsync, "started");
+            let fsync = if args.in_memory {
+                "in-memory"
+            } else {
+                Fsync::from(args.fsync).name()
+            };
+            tracing::info!(listen = %local, data_dir = %args.data_dir.display(), fsync, "started");
+        }
         server
             .serve(listener, shutdown_signal())
             .await
