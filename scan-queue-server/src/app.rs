@@ -13,7 +13,7 @@ use crate::state::{Fact, Record, Retention, State};
 use crate::storage::Storage;
 use crate::webhook::Webhooks;
 use parking_lot::Mutex;
-use scan_queue::{AgentId, Event, Queue, TaskId, TaskStatus};
+use scan_queue::{AgentId, Event, TaskId, TaskStatus};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -61,6 +61,10 @@ pub(crate) struct App {
     pub(crate) metrics: Metrics,
     /// The Scan Agent Tasks page's login sessions.
     pub(crate) sessions: crate::sessions::Sessions,
+    /// When each agent was last seen.
+    pub(crate) presence: crate::presence::Presence,
+    /// Agents silent this long are revoked.
+    pub(crate) agent_expiry_ms: Option<u64>,
     /// Wakes the timer when a deadline earlier than the one it sleeps until appears.
     timer: Notify,
     /// Set by [`App::wake_timer`]: the timer also runs retention at once when it wakes.
@@ -108,6 +112,8 @@ impl App {
             u64::try_from(config.previous_api_key_grace.as_millis()).unwrap_or(u64::MAX),
         );
         App {
+            presence: crate::presence::Presence::new(clock.now_ms()),
+            agent_expiry_ms: config.agent_expiry_ms,
             state: Mutex::new(state),
             storage,
             clock,
@@ -188,8 +194,7 @@ impl App {
                 Err(e) => tracing::error!(error = %e, "webhook deliveries did not apply"),
             }
         }
-        let logged: Vec<Option<Logged>> =
-            records.iter().map(|r| describe(&state.queue, r)).collect();
+        let logged: Vec<Option<Logged>> = records.iter().map(|r| describe(&state, r)).collect();
         let wake = state
             .queue
             .next_deadline_ms()
@@ -274,6 +279,7 @@ impl App {
                 next_sweep_ms = now_ms.saturating_add(SWEEP_EVERY_MS);
                 crate::ops::sweep_results(self).await;
                 self.throttle.sweep();
+                crate::ops::expire_agents(self).await;
             }
             let wait_ms = {
                 let state = self.state.lock();
@@ -302,68 +308,155 @@ impl App {
     }
 }
 
-/// One change, as logged: never a key.
+/// One change, as logged: what an operator needs (the task, its scanner, application and
+/// URL, the agent's public id and name, the reason), never a key.
+#[derive(Default)]
 struct Logged {
     what: &'static str,
+    /// Heartbeats are a quarter of all changes: they go at DEBUG.
+    debug: bool,
     task: Option<TaskId>,
     agent: Option<AgentId>,
+    agent_name: Option<String>,
     status: Option<TaskStatus>,
+    scanner: Option<String>,
+    application: Option<u64>,
+    url: Option<String>,
+    reason: Option<String>,
 }
+
+/// Characters of an agent's reason in a log line.
+const LOGGED_REASON_CHARS: usize = 300;
 
 impl Logged {
     fn log(&self) {
         let task = self.task.map(|t| t.0);
         let agent = self.agent.map(tracing::field::display);
         let status = self.status.map(TaskStatus::name);
-        tracing::info!(task, agent, status, "{}", self.what);
+        let (name, scanner, url, reason) = (
+            self.agent_name.as_deref(),
+            self.scanner.as_deref(),
+            self.url.as_deref(),
+            self.reason.as_deref(),
+        );
+        let application = self.application;
+        if self.debug {
+            tracing::debug!(
+                task,
+                agent,
+                agent_name = name,
+                status,
+                scanner,
+                application,
+                url,
+                reason,
+                "{}",
+                self.what
+            );
+        } else {
+            tracing::info!(
+                task,
+                agent,
+                agent_name = name,
+                status,
+                scanner,
+                application,
+                url,
+                reason,
+                "{}",
+                self.what
+            );
+        }
     }
 }
 
-/// What a record was, for the log: the task, the agent's public id, the status now
-/// (`None`: not logged here; the webhook worker logs its own).
-fn describe(queue: &Queue, record: &Record) -> Option<Logged> {
+/// What a record was, for the log (`None`: not logged here; the webhook worker logs its own).
+fn describe(state: &State, record: &Record) -> Option<Logged> {
+    let queue = &state.queue;
     let event = match record {
         Record::Event(event) => event,
         Record::Fact(Fact::WebhooksQueued { .. } | Fact::WebhookAttempted { .. }) => return None,
-        Record::Fact(Fact::ScanConfigStored(_)) => {
+        Record::Fact(Fact::ScanConfigStored(doc)) => {
             return Some(Logged {
                 what: "scan config stored",
-                task: None,
-                agent: None,
-                status: None,
+                scanner: Some(doc.scanner.clone()),
+                application: Some(doc.application.0),
+                ..Logged::default()
             });
         }
         Record::Fact(Fact::Completed { event, .. }) => event,
+        Record::Fact(Fact::Retried { from, to }) => {
+            return Some(Logged {
+                what: "task retried",
+                task: Some(*to),
+                reason: Some(format!("a retry of task {from}")),
+                ..Logged::default()
+            });
+        }
         Record::Fact(Fact::ResultsDeleted { tasks }) => {
             return Some(Logged {
                 what: "results deleted by retention",
                 task: tasks.first().copied(),
-                agent: None,
-                status: None,
+                ..Logged::default()
             });
         }
     };
     let task = event.task();
     let current = task.and_then(|id| queue.task(id));
-    let holder = current.and_then(|t| t.assignment()).map(|a| a.agent());
+    let note = task.and_then(|id| state.console().task(id));
+    let holder = current
+        .and_then(|t| t.assignment())
+        .map(|a| a.agent())
+        .or_else(|| note.and_then(|n| n.agent));
     let status = current.map(scan_queue::Task::status);
+    let mut reason = None;
+    let mut debug = false;
     let (what, agent) = match event {
         Event::AgentRegistered { agent, .. } => ("scan agent registered", Some(*agent)),
         Event::AgentRevoked { agent, .. } => ("scan agent revoked", Some(*agent)),
         Event::TaskQueued { .. } => ("task queued", None),
         Event::TaskAssigned { agent, .. } => ("task assigned", Some(*agent)),
-        Event::StatusUpdated { .. } => ("task status update", holder),
+        Event::StatusUpdated { .. } => {
+            debug = true;
+            ("task status update", holder)
+        }
         Event::TaskCompleted { .. } => ("task completed", holder),
-        Event::TaskFailed { .. } => ("task failed", holder),
+        Event::TaskFailed { reason: why, .. } => {
+            reason = Some(why.chars().take(LOGGED_REASON_CHARS).collect());
+            ("task failed", holder)
+        }
         Event::TaskCancelled { .. } => ("task cancelled", holder),
-        Event::LeaseExpired { .. } => ("lease expired", None),
-        Event::DeadlineReached { .. } => ("task deadline reached", holder),
+        Event::LeaseExpired { requeued, .. } => {
+            reason = Some(
+                if *requeued {
+                    "no status update within the lease; back to the queue"
+                } else {
+                    "no status update within the lease on the last attempt; timed out"
+                }
+                .to_owned(),
+            );
+            ("lease expired", holder)
+        }
+        Event::DeadlineReached { .. } => {
+            reason = Some("the task deadline passed".to_owned());
+            ("task deadline reached", holder)
+        }
         _ => ("queue event", None),
     };
+    let agent_name = agent
+        .and_then(|a| state.console().agent(a))
+        .and_then(|n| n.name.clone().or_else(|| n.host.clone()))
+        .or_else(|| note.and_then(|n| n.agent_name.clone()));
     Some(Logged {
         what,
+        debug,
         task,
         agent,
+        agent_name,
         status,
+        scanner: current.map(|t| t.scanner().to_owned()),
+        application: current.map(|t| t.application().0),
+        url: current.and_then(|t| t.target_url()).map(str::to_owned),
+        reason,
     })
 }

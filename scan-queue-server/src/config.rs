@@ -46,6 +46,9 @@ pub struct ServerConfig {
     pub edge: Edge,
     /// How failed API-key checks and logins are throttled per client address.
     pub auth_throttle: AuthThrottle,
+    /// Scan agents silent (no call with their key) this long are revoked: their key is
+    /// refused from then on (by default never).
+    pub agent_expiry_ms: Option<u64>,
     /// Keep everything in PostgreSQL instead of `data_dir` (and `durability`), as the active
     /// server or a standby (by default not).
     pub postgres: Option<crate::Postgres>,
@@ -77,6 +80,7 @@ impl ServerConfig {
             previous_api_key_grace: Duration::from_secs(24 * 60 * 60),
             edge: Edge::default(),
             auth_throttle: AuthThrottle::default(),
+            agent_expiry_ms: None,
             postgres: None,
         }
     }
@@ -103,6 +107,9 @@ impl ServerConfig {
         if self.edge.max_connections == 0 || self.edge.max_uploads == 0 {
             return Err("edge.max_connections and edge.max_uploads must be at least 1".into());
         }
+        if self.agent_expiry_ms == Some(0) {
+            return Err("agent_expiry_ms must be at least 1 (None: agents never expire)".into());
+        }
         if self.webhooks.max_attempts == 0 {
             return Err("webhooks.max_attempts must be at least 1".into());
         }
@@ -124,6 +131,9 @@ mod tests {
         let mut huge = ok.clone();
         huge.max_config_bytes = ServerConfig::MAX_CONFIG_BYTES_LIMIT + 1;
         assert!(huge.check().unwrap_err().contains("max_config_bytes"));
+        let mut instant = ok.clone();
+        instant.agent_expiry_ms = Some(0);
+        assert!(instant.check().unwrap_err().contains("agent_expiry_ms"));
         let mut unsigned = ok;
         unsigned.webhooks.receivers = vec![crate::Webhook::new("http://127.0.0.1:9/").unwrap()];
         assert!(unsigned.check().unwrap_err().contains("secret"));

@@ -36,6 +36,7 @@ mod edge;
 mod http;
 mod metrics;
 mod ops;
+mod presence;
 pub mod report;
 mod scanners;
 mod server;

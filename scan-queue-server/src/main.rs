@@ -238,6 +238,25 @@ struct Args {
     /// Security AppScan Standard=appscan, OWASP Zed Attack Proxy=zap, WebInspect=webinspect.
     #[arg(long = "scanner", value_name = "NAME=SHORT")]
     scanners: Vec<Scanner>,
+
+    /// Revoke a scan agent silent (no call with its key) this many days: its key is refused
+    /// from then on and the tasks it held go back to the queue; journaled like a revocation
+    /// from the page (0: agents never expire). Silence is counted from the server's start at
+    /// the earliest.
+    #[arg(long, value_name = "DAYS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=36_500))]
+    agent_expiry_days: u64,
+
+    /// Log format on stderr: text (one readable line per event) or json (one JSON object per
+    /// line, for a log collector).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 /// `--fsync`.
@@ -263,13 +282,17 @@ fn main() -> ExitCode {
     if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
         eprintln!("scan-queue-server: jemalloc's background purging is off ({e})");
     }
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -301,7 +324,12 @@ fn run(args: Args) -> Result<(), String> {
         Scanners::new(args.scanners)
             .ok_or("each --scanner name and short name must be used once")?
     };
-    let mut config = ServerConfig::new(api_key.clone(), &args.data_dir);
+    // Absolute, so that the service's working directory does not decide where data goes.
+    let data_dir = std::path::absolute(&args.data_dir)
+        .map_err(|e| format!("--data-dir {}: {e}", args.data_dir.display()))?;
+    let mut config = ServerConfig::new(api_key.clone(), &data_dir);
+    config.agent_expiry_ms =
+        (args.agent_expiry_days > 0).then(|| args.agent_expiry_days * 86_400_000);
     config.queue.lease_ms = args.lease_secs * 1000;
     config.queue.task_deadline_ms = args.task_deadline_secs * 1000;
     config.queue.max_attempts = args.max_attempts;
@@ -372,12 +400,8 @@ fn run(args: Args) -> Result<(), String> {
         max_age_ms: (args.keep_results_days > 0).then(|| args.keep_results_days * 86_400_000),
         per_application: (args.keep_results_per_app > 0).then_some(args.keep_results_per_app),
     };
-    let server = Server::new(config).map_err(|e| {
-        format!(
-            "cannot start with data dir {}: {e}",
-            args.data_dir.display()
-        )
-    })?;
+    let server = Server::new(config)
+        .map_err(|e| format!("cannot start with data dir {}: {e}", data_dir.display()))?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -388,13 +412,28 @@ fn run(args: Args) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
-        // stdout, once: what a person starting the server needs to copy.
-        println!("scan-queue-server listening on {scheme}://{local}/threadfix/rest/latest/tasks/");
+        // stdout, once, in one write: what a person starting the server needs to copy. A
+        // closed stdout (a supervisor that read the first line) must not stop the server.
+        let mut banner = format!(
+            "scan-queue-server listening on {scheme}://{local}/threadfix/rest/latest/tasks/\n\
+             Scan Agent Tasks page: {scheme}://{local}/tasks\n"
+        );
+        if args.in_memory {
+            banner
+                .push_str("data: in memory only (--in-memory): everything is lost when it stops\n");
+        } else {
+            banner.push_str(&format!("data directory: {}\n", data_dir.display()));
+        }
         if generated {
-            println!(
-                "generated API key (set --api-key or SCAN_QUEUE_API_KEY to choose one): {}",
+            banner.push_str(&format!(
+                "generated API key (set --api-key or SCAN_QUEUE_API_KEY to choose one): {}\n",
                 api_key.expose_secret()
-            );
+            ));
+        }
+        {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
         }
         if args.postgres.is_some() {
             tracing::info!(listen = %local, store = "postgres", "started");
@@ -404,7 +443,12 @@ fn run(args: Args) -> Result<(), String> {
             } else {
                 Fsync::from(args.fsync).name()
             };
-            tracing::info!(listen = %local, data_dir = %args.data_dir.display(), fsync, "started");
+            let data = if args.in_memory {
+                "(in memory)".to_owned()
+            } else {
+                data_dir.display().to_string()
+            };
+            tracing::info!(listen = %local, data_dir = %data, fsync, "started");
         }
         server
             .serve(listener, shutdown_signal())

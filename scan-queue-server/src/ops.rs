@@ -184,6 +184,7 @@ pub(crate) async fn request_task(
         )));
     }
     let assigned = app.transact(|state, now| {
+        app.presence.saw_key(&state.queue, agent_key, now);
         let task = match state
             .queue
             .request_task(now, agent_key, &names, agent_config)
@@ -221,6 +222,7 @@ pub(crate) async fn update_status(
     message: &str,
 ) -> Result<(), OpError> {
     let updated = app.transact(|state, now| {
+        app.presence.saw_key(&state.queue, call.agent_key, now);
         state
             .queue
             .update_status(now, call.task, message, call.agent_key, call.task_key)
@@ -237,6 +239,7 @@ pub(crate) async fn fail_task(
     message: &str,
 ) -> Result<String, OpError> {
     let failed = app.transact(|state, now| {
+        app.presence.saw_key(&state.queue, call.agent_key, now);
         match state
             .queue
             .fail_task(now, call.task, message, call.agent_key, call.task_key)
@@ -294,6 +297,7 @@ pub(crate) async fn complete_task(
         OpError::Unavailable
     })?;
     let completed = app.transact(|state, now| {
+        app.presence.saw_key(&state.queue, call.agent_key, now);
         let task = match state
             .queue
             .complete_task(now, call.task, call.agent_key, call.task_key)
@@ -410,7 +414,52 @@ pub(crate) async fn revoke_agent(app: &App, agent: AgentId) -> Result<usize, OpE
             .map(|requeued| requeued.len())
             .map_err(|e| core_refusal(state, &e))
     });
+    app.presence.forget(agent);
     app.ack(revoked).await?
+}
+
+/// Revokes the agents silent past `--agent-expiry-days` (journaled as any revocation: their
+/// key is refused from then on and their tasks go back to the queue). How many.
+pub(crate) async fn expire_agents(app: &App) -> usize {
+    let Some(expiry_ms) = app.agent_expiry_ms else {
+        return 0;
+    };
+    let expired = app.transact(|state, now| {
+        let silent: Vec<_> = state
+            .queue
+            .agents()
+            .filter(|a| {
+                app.presence
+                    .silent_since_ms(&state.queue, *a)
+                    .saturating_add(expiry_ms)
+                    <= now
+            })
+            .take(1000)
+            .collect();
+        let mut expired = Vec::new();
+        for agent in silent {
+            let silent_since = app.presence.silent_since_ms(&state.queue, agent);
+            let name = state.console().agent(agent).and_then(|n| n.name.clone());
+            if let Ok(requeued) = state.queue.revoke_agent(now, agent) {
+                expired.push((agent, name, silent_since, requeued.len()));
+            }
+        }
+        expired
+    });
+    let Ok(expired) = app.ack(expired).await else {
+        return 0;
+    };
+    for (agent, name, silent_since, requeued) in &expired {
+        app.presence.forget(*agent);
+        tracing::info!(
+            agent = %agent,
+            name = name.as_deref().unwrap_or(""),
+            silent_since = %crate::ui::time(*silent_since),
+            requeued,
+            "scan agent expired (silent past --agent-expiry-days); its key is refused from now on"
+        );
+    }
+    expired.len()
 }
 
 /// At most `max` characters of a client's text kept in a record.
@@ -496,4 +545,99 @@ pub(crate) async fn sweep_results(app: &App) -> usize {
             return deleted;
         }
     }
+}
+
+/// Whether a task in `status` may be retried from the page.
+pub(crate) fn retryable(status: TaskStatus) -> bool {
+    matches!(
+        status,
+        TaskStatus::CompleteFailed | TaskStatus::CompleteTimedOut | TaskStatus::CompleteDeleted
+    )
+}
+
+/// Queues `task`'s scan again, under the state's lock: same application, scanner, URL and
+/// scan configuration document; the two are linked (a [`crate::state::Fact::Retried`]).
+fn retry_in(
+    state: &mut State,
+    scanners: &crate::scanners::Scanners,
+    now: u64,
+    task: TaskId,
+) -> Result<TaskId, OpError> {
+    let old = state
+        .queue
+        .task(task)
+        .ok_or_else(|| refused(format!("No scan queue task with id {task}.")))?;
+    if !retryable(old.status()) {
+        return Err(refused(format!(
+            "Task {task} is {}: only a failed, timed-out or deleted task can be retried.",
+            old.status().name()
+        )));
+    }
+    if let Some(again) = state.console().task(task).and_then(|n| n.retried_as) {
+        return Err(refused(format!(
+            "Task {task} was retried already, as task {again}."
+        )));
+    }
+    if scanners.resolve(old.scanner()).is_none() {
+        return Err(refused(format!(
+            "Task {task}'s scanner, {}, is no longer configured (--scanner).",
+            old.scanner()
+        )));
+    }
+    let (application, scanner, url, config) = (
+        old.application(),
+        old.scanner().to_owned(),
+        old.target_url().map(str::to_owned),
+        old.scan_config(),
+    );
+    let mut scan = NewScan::new(application, &scanner);
+    scan.target_url = url.as_deref();
+    scan.scan_config = config.filter(|c| state.config(*c).is_some());
+    let new = state
+        .queue
+        .queue_scan(now, scan)
+        .map(Task::id)
+        .map_err(|e| core_refusal(state, &e))?;
+    state.retried(task, new).map_err(|e| {
+        tracing::error!(error = %e, "a retry link did not apply");
+        refused(wire::INTERNAL_ERROR)
+    })?;
+    Ok(new)
+}
+
+/// Retries a failed, timed-out or deleted task (the page): the new task's id.
+pub(crate) async fn retry_task(app: &App, task: TaskId) -> Result<TaskId, OpError> {
+    let retried = app.transact(|state, now| retry_in(state, &app.scanners, now, task));
+    app.ack(retried).await?
+}
+
+/// What a bulk action did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Bulk {
+    /// Tasks changed.
+    pub(crate) done: usize,
+    /// Tasks selected that were refused (finished meanwhile, retried already, ...).
+    pub(crate) skipped: usize,
+}
+
+/// Cancels (`retry == false`) or retries each of `tasks` in one transaction: every change is
+/// its own journaled record, as if done one by one.
+pub(crate) async fn bulk(app: &App, tasks: &[TaskId], retry: bool) -> Result<Bulk, OpError> {
+    let done = app.transact(|state, now| {
+        let mut bulk = Bulk::default();
+        for &task in tasks {
+            let ok = if retry {
+                retry_in(state, &app.scanners, now, task).is_ok()
+            } else {
+                state.queue.cancel_task(now, task).is_ok()
+            };
+            if ok {
+                bulk.done += 1;
+            } else {
+                bulk.skipped += 1;
+            }
+        }
+        bulk
+    });
+    Ok(app.ack(done).await?)
 }

@@ -142,8 +142,8 @@ impl Server {
         &self.results_dir
     }
 
-    /// Makes the timer look at the next deadline, and retention at the results, again now
-    /// (after moving a manual clock).
+    /// Makes the timer look at the next deadline, retention at the results and agent expiry
+    /// at the agents, again now (after moving a manual clock).
     pub fn wake_timer(&self) {
         self.app.wake_timer();
     }

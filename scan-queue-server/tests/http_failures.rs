@@ -529,9 +529,18 @@ async fn unknown_task_no_task_and_unknown_endpoint() {
         &r,
         "Unknown endpoint: /threadfix/rest/latest/tasks/deleteEverything. Endpoints are /rest/{version}/tasks/{name}.",
     );
-    let response = s.http.get(format!("{}/", s.origin)).send().await.unwrap();
+    let response = s
+        .http
+        .get(format!("{}/nothing-here", s.origin))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 404);
     json(response).await;
+    // The root leads to the page (its login form, without a session).
+    let response = s.http.get(format!("{}/", s.origin)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.url().path(), "/tasks/login");
     let response = s
         .http
         .get(s.url("failTask"))

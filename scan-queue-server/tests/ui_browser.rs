@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// The whole browser test's bound.
-const TEST_BOUND: Duration = Duration::from_secs(60);
+const TEST_BOUND: Duration = Duration::from_secs(90);
 /// How long to wait for something to show on the page.
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -273,27 +273,7 @@ async fn walk_through(c: Client, s: TestServer, screenshot: PathBuf) {
     };
 
     // Log in: the page sends a stranger to the login form.
-    c.goto(&format!("{origin}/tasks")).await.unwrap();
-    assert!(
-        c.current_url()
-            .await
-            .unwrap()
-            .path()
-            .ends_with("/tasks/login")
-    );
-    c.find(Locator::Css("#api_key"))
-        .await
-        .unwrap()
-        .send_keys(API_KEY)
-        .await
-        .unwrap();
-    c.find(Locator::Css("#login button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    wait_text(&c, "#list h2", |t| t == "Tasks").await;
+    log_in(&c, &origin).await;
     assert!(!c.current_url().await.unwrap().as_str().contains(API_KEY));
     // The session cookie is Secure, HttpOnly and SameSite=Strict, invisible to scripts.
     let cookies = c.get_all_cookies().await.unwrap();
@@ -340,14 +320,19 @@ async fn walk_through(c: Client, s: TestServer, screenshot: PathBuf) {
         .click()
         .await
         .unwrap();
+    // The heading may already say "Tasks" before the filtered page loads: wait for its URL.
+    let started = Instant::now();
+    while !c
+        .current_url()
+        .await
+        .unwrap()
+        .as_str()
+        .contains("status=QUEUED")
+    {
+        assert!(started.elapsed() < WAIT, "the filter never applied");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     wait_text(&c, "#list h2", |t| t == "Tasks").await;
-    assert!(
-        c.current_url()
-            .await
-            .unwrap()
-            .as_str()
-            .contains("status=QUEUED")
-    );
     assert_eq!(row_ids(&c).await, [5]); // task 4 is held by the burp agent
     assert_eq!(text(&c, "#tasks td.scanner").await, "Burp Suite Pro");
     c.find(Locator::Css("#filter select[name=status]"))
@@ -492,11 +477,299 @@ async fn walk_through(c: Client, s: TestServer, screenshot: PathBuf) {
 
     // The page under /threadfix, for the screenshot, once the chart has data.
     c.goto(&format!("{origin}/threadfix/tasks")).await.unwrap();
-    wait_text(&c, "#updated", |t| t == "(live)").await;
+    wait_text(&c, "#updated", |t| t.starts_with("Live: updated")).await;
     let png = c.screenshot().await.unwrap();
     assert!(png.starts_with(b"\x89PNG"));
     std::fs::write(&screenshot, png).unwrap();
     println!("screenshot: {}", screenshot.display());
+    s.stop().await;
+}
+
+/// Opens the page, is sent to the login form, logs in with the API key.
+async fn log_in(c: &Client, origin: &str) {
+    c.goto(&format!("{origin}/tasks")).await.unwrap();
+    assert!(
+        c.current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/tasks/login")
+    );
+    c.find(Locator::Css("#api_key"))
+        .await
+        .unwrap()
+        .send_keys(API_KEY)
+        .await
+        .unwrap();
+    c.find(Locator::Css("#login button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(c, "#list h2", |t| t == "Tasks").await;
+}
+
+/// A Chrome DevTools command through chromedriver (`goog/cdp/execute`): viewport and
+/// `prefers-color-scheme` emulation.
+#[derive(Debug)]
+struct Cdp(&'static str, Value);
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &reqwest::Url,
+        session_id: Option<&str>,
+    ) -> Result<reqwest::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or("")
+        ))
+    }
+
+    fn method_and_body(&self, _: &reqwest::Url) -> (axum::http::Method, Option<String>) {
+        let body = json!({ "cmd": self.0, "params": self.1 });
+        (axum::http::Method::POST, Some(body.to_string()))
+    }
+}
+
+async fn cdp(c: &Client, cmd: &'static str, params: Value) {
+    c.issue_cmd(Cdp(cmd, params)).await.unwrap();
+}
+
+async fn color_scheme(c: &Client, scheme: &str) {
+    cdp(
+        c,
+        "Emulation.setEmulatedMedia",
+        json!({ "features": [{ "name": "prefers-color-scheme", "value": scheme }] }),
+    )
+    .await;
+}
+
+/// The page's width and the document's scrolling width (equal: nothing scrolls sideways).
+async fn widths(c: &Client) -> (u64, u64) {
+    let w = c
+        .execute(
+            "return [window.innerWidth, document.documentElement.scrollWidth];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    (w[0].as_u64().unwrap(), w[1].as_u64().unwrap())
+}
+
+async fn save(c: &Client, dir: &Path, name: &str) {
+    let png = c.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"));
+    std::fs::write(dir.join(name), png).unwrap();
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn status_of(c: &Client, id: u64) -> String {
+    text(c, &format!("tr[data-task-id=\"{id}\"] td.status .badge")).await
+}
+
+/// The console as an operator uses it: the table and the agents change while the page is
+/// open (an agent takes and completes a task; no reload), pause and resume, search by URL,
+/// bulk cancel of that selection with one confirmation, retry from a task's page (which then
+/// follows the new task live), and the page at 390 px and in dark mode.
+async fn console_walk(c: Client, s: TestServer, dir: PathBuf) {
+    let origin = s.origin.clone();
+    let shop = queue(&s, "zap", "https://shop.example/").await;
+    let mut bulk = Vec::new();
+    for (scanner, url) in [
+        ("zap", "https://bulk-1.example/"),
+        ("zap", "https://bulk-2.example/"),
+        ("burp", "https://bulk-3.example/a?b=c"),
+    ] {
+        bulk.push(queue(&s, scanner, url).await);
+    }
+    let keep = queue(&s, "zap", "https://keep.example/").await;
+    log_in(&c, &origin).await;
+    wait_text(&c, "#updated", |t| t.starts_with("Live: updated")).await;
+    assert_eq!(status_of(&c, shop).await, "QUEUED");
+    assert_eq!(text(&c, "#agent-table tbody").await, "No scan agents.");
+    // A mark a reload would wipe.
+    c.execute("window.__stayed = 1; return 0;", vec![])
+        .await
+        .unwrap();
+
+    // An agent takes the oldest zap task: the row and the agent list change live.
+    let agent = s.agent_key().await;
+    let (taken, key) = take(
+        &s,
+        &agent,
+        "zap",
+        "scan-queue-agent 0.1.0\nname=builder-7\nhost=scan-01\nos=linux",
+    )
+    .await;
+    assert_eq!(taken, shop);
+    wait_text(&c, &format!("tr[data-task-id=\"{shop}\"] td.status"), |t| {
+        t == "ASSIGNED"
+    })
+    .await;
+    wait_text(&c, &format!("tr[data-task-id=\"{shop}\"] td.agent"), |t| {
+        t == "builder-7"
+    })
+    .await;
+    let agents = wait_text(&c, "#agent-table tbody", |t| t.contains("builder-7")).await;
+    assert!(
+        agents.contains("scan-01 (linux)") && agents.contains("live"),
+        "{agents}"
+    );
+    assert_eq!(text(&c, "#agent-table td.holds a").await, shop.to_string());
+    assert_eq!(count(&c, "AGENTS").await, 1);
+    s.complete(shop, &agent, &key).await;
+    wait_text(&c, &format!("tr[data-task-id=\"{shop}\"] td.status"), |t| {
+        t.starts_with("COMPLETE_SUCCESSFUL")
+    })
+    .await;
+    wait_text(&c, "#agent-table td.holds", str::is_empty).await;
+    assert_eq!(count(&c, "COMPLETE_SUCCESSFUL").await, 1);
+    assert_eq!(
+        c.execute("return window.__stayed === 1;", vec![])
+            .await
+            .unwrap(),
+        true,
+        "the page was not reloaded"
+    );
+
+    // Paused, the page stays as it was; resumed, it catches up.
+    click(&c, "#live-toggle").await;
+    wait_text(&c, "#updated", |t| t.starts_with("Paused")).await;
+    let late = queue(&s, "zap", "https://late.example/").await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert!(!row_ids(&c).await.contains(&late), "paused");
+    click(&c, "#live-toggle").await;
+    let started = Instant::now();
+    while !row_ids(&c).await.contains(&late) {
+        assert!(started.elapsed() < WAIT, "resumed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Search by URL: the three bulk tasks, counted.
+    c.find(Locator::Css("#filter input[name=url]"))
+        .await
+        .unwrap()
+        .send_keys("BULK")
+        .await
+        .unwrap();
+    click(&c, "#filter button").await;
+    wait_text(&c, "#total", |t| t == "3").await;
+    let mut newest_first = bulk.clone();
+    newest_first.reverse();
+    assert_eq!(row_ids(&c).await, newest_first);
+
+    // Bulk cancel of that selection: one confirmation.
+    click(&c, "#bulk-cancel").await;
+    wait_text(&c, "#confirm h2", |t| t == "Cancel 3 task(s)?").await;
+    click(&c, "#confirm-button").await;
+    wait_text(&c, "#flash", |t| t == "3 task(s) cancelled.").await;
+    // Back on the same selection, now cancelled.
+    assert_eq!(row_ids(&c).await, newest_first);
+    assert_eq!(status_of(&c, bulk[0]).await, "COMPLETE_DELETED");
+    for id in &bulk {
+        assert_eq!(
+            s.server.queue().task(TaskId(*id)).unwrap().status(),
+            TaskStatus::CompleteDeleted
+        );
+    }
+    for id in [keep, late] {
+        assert_eq!(
+            s.server.queue().task(TaskId(id)).unwrap().status(),
+            TaskStatus::Queued
+        );
+    }
+
+    // Retry a cancelled task from its page: a new task, linked both ways, followed live.
+    c.goto(&format!("{origin}/tasks/task/{}", bulk[0]))
+        .await
+        .unwrap();
+    click(&c, "#retry").await;
+    let flash = wait_text(&c, "#flash", |t| t.contains("a retry of task")).await;
+    let retry: u64 = flash
+        .trim_start_matches("Task ")
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(text(&c, "#retry-of").await, format!("task {}", bulk[0]));
+    assert_eq!(text(&c, "#task-url").await, "https://bulk-1.example/");
+    assert_eq!(text(&c, "#task-status").await, "QUEUED");
+    // The agent takes the zap tasks in order (keep, late, then the retry); the page follows.
+    for _ in 0..3 {
+        take(&s, &agent, "zap", "name=builder-7").await;
+    }
+    wait_text(&c, "#task-status", |t| t == "ASSIGNED").await;
+    wait_text(&c, "#task-agent", |t| t == "builder-7").await;
+    wait_text(&c, "#task-stale", |t| t.starts_with("The status changed")).await;
+    wait_text(&c, "#messages", |t| {
+        t.contains("agentConfig:\nname=builder-7")
+    })
+    .await;
+    save(&c, &dir, "task-page-live.png").await;
+    c.goto(&format!("{origin}/tasks/task/{}", bulk[0]))
+        .await
+        .unwrap();
+    assert_eq!(text(&c, "#retried-as").await, format!("task {retry}"));
+
+    // 390 px wide: nothing scrolls sideways, light and dark.
+    cdp(
+        &c,
+        "Emulation.setDeviceMetricsOverride",
+        json!({ "width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true }),
+    )
+    .await;
+    for (path, name) in [
+        (format!("{origin}/tasks"), "tasks-390"),
+        (format!("{origin}/tasks/task/{retry}"), "task-390"),
+    ] {
+        for scheme in ["light", "dark"] {
+            color_scheme(&c, scheme).await;
+            c.goto(&path).await.unwrap();
+            wait_text(&c, "#updated", |t| t.starts_with("Live: updated")).await;
+            let (inner, scroll) = widths(&c).await;
+            assert_eq!(inner, 390);
+            assert!(
+                scroll <= inner,
+                "{name} {scheme}: {scroll} px wide in a {inner} px viewport"
+            );
+            save(&c, &dir, &format!("{name}-{scheme}.png")).await;
+        }
+    }
+    cdp(&c, "Emulation.clearDeviceMetricsOverride", json!({})).await;
+    // Dark mode at full width: the page follows prefers-color-scheme.
+    c.goto(&format!("{origin}/tasks")).await.unwrap();
+    wait_text(&c, "#updated", |t| t.starts_with("Live: updated")).await;
+    let background = c
+        .execute(
+            "return getComputedStyle(document.body).backgroundColor;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(background, "rgb(18, 21, 26)");
+    save(&c, &dir, "tasks-page-dark.png").await;
+    color_scheme(&c, "light").await;
+    c.refresh().await.unwrap();
+    let background = c
+        .execute(
+            "return getComputedStyle(document.body).backgroundColor;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(background, "rgb(246, 247, 249)");
+    assert_no_script_ran(&c).await;
     s.stop().await;
 }
 
@@ -515,8 +788,21 @@ async fn the_scan_agent_tasks_page_in_headless_chromium() {
     let driver = start_driver().await;
     let client = start_browser(&driver, profile.path()).await;
     let server = TestServer::start().await;
-    let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tasks-page.png");
-    let run = tokio::spawn(walk_through(client.clone(), server, screenshot));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).to_owned();
+    let screenshot = dir.join("tasks-page.png");
+    let run = tokio::spawn({
+        let c = client.clone();
+        async move {
+            walk_through(c.clone(), server, screenshot).await;
+            let walked = started.elapsed();
+            console_walk(c, TestServer::start().await, dir).await;
+            println!(
+                "walk-through {:.1}s, console {:.1}s",
+                walked.as_secs_f64(),
+                (started.elapsed() - walked).as_secs_f64()
+            );
+        }
+    });
     let outcome = tokio::time::timeout(TEST_BOUND, run).await;
     // Always end the browser session (Chromium quits), then chromedriver (dropped).
     let _ = client.close().await;

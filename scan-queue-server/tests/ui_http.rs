@@ -8,6 +8,7 @@ use common::{API_KEY, TestServer};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_SECURITY_POLICY, COOKIE, LOCATION, SET_COOKIE};
 use scan_queue::{TaskId, TaskStatus};
+use serde_json::Value;
 
 /// A client that shows redirects instead of following them.
 fn client() -> reqwest::Client {
@@ -184,10 +185,22 @@ async fn pages_summary_and_paging() {
     let first = get_page(&s, "/tasks", &cookie).await;
     assert_eq!(first.matches("<tr data-task-id=").count(), 50);
     assert!(first.contains("<tr data-task-id=\"61\">"));
-    assert!(first.contains("href=\"/tasks?before=12\""), "older link");
-    let second = get_page(&s, "/tasks?before=12", &cookie).await;
+    assert!(first.contains("href=\"/tasks?from=12\""), "next link");
+    assert!(first.contains(">61</span> task(s) match"), "total");
+    let second = get_page(&s, "/tasks?from=12", &cookie).await;
     assert_eq!(second.matches("<tr data-task-id=").count(), 11);
-    assert!(!second.contains("id=\"older\""));
+    assert!(!second.contains("id=\"next\""));
+    assert!(second.contains("href=\"/tasks?to=11\""), "previous link");
+    // The Id, Created and Status headers sort.
+    assert!(first.contains("href=\"/tasks?sort=oldest\""));
+    assert!(first.contains("href=\"/tasks?sort=status\""));
+    let oldest = get_page(&s, "/tasks?sort=oldest", &cookie).await;
+    assert!(oldest.contains("<tr data-task-id=\"1\">"));
+    assert!(!oldest.contains("<tr data-task-id=\"61\">"));
+    assert!(
+        oldest.contains("href=\"/tasks?sort=oldest&amp;from=50\""),
+        "next link keeps the order"
+    );
     let burp = get_page(&s, "/tasks?scanner=burp&status=QUEUED", &cookie).await;
     assert_eq!(burp.matches("<tr data-task-id=").count(), 1);
     let detail = get_page(&s, "/threadfix/tasks/task/61", &cookie).await;
@@ -524,5 +537,376 @@ async fn a_tasks_result_on_its_page_and_the_application_filter() {
     assert!(seven.contains(&format!("<tr data-task-id=\"{app7}\">")));
     let one = get_page(&s, "/tasks?application=1", &cookie).await;
     assert_eq!(one.matches("<tr data-task-id=").count(), 1);
+    s.stop().await;
+}
+
+async fn live(s: &TestServer, path: &str, cookie: &str) -> Value {
+    let r = client()
+        .get(format!("{}{path}", s.origin))
+        .header(COOKIE, cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{path}");
+    let text = r.text().await.unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+async fn queue_url(s: &TestServer, scanner: &str, url: &str) -> u64 {
+    let r = s
+        .form(
+            "queueScan",
+            &[
+                ("applicationId", "7"),
+                ("scannerType", scanner),
+                ("targetURL", url),
+            ],
+        )
+        .await;
+    r["object"]["id"].as_u64().unwrap()
+}
+
+async fn take(s: &TestServer, agent: &str, config: &str) -> (u64, String) {
+    let r = s
+        .form(
+            "requestTask",
+            &[
+                ("scanners", "zap"),
+                ("scanAgentSecureKey", agent),
+                ("agentConfig", config),
+            ],
+        )
+        .await;
+    let o = &r["object"];
+    (
+        o["taskId"].as_u64().unwrap(),
+        o["secureTaskKey"].as_str().unwrap().to_owned(),
+    )
+}
+
+const BUILDER: &str = "scan-queue-agent 0.1.0\nname=builder-7\nhost=scan-01\nos=linux";
+
+/// The JSON the live page polls: rows with reason, time in status and the agent's name;
+/// agents with name, host, last seen, liveness and what they hold; filters by URL and agent;
+/// a timed-out task keeps the agent of its last attempt; never a key.
+#[tokio::test]
+async fn the_live_json_follows_tasks_and_agents() {
+    let s = TestServer::start_with(|c| {
+        c.queue.lease_ms = 60_000;
+        c.queue.max_attempts = 1;
+    })
+    .await;
+    let (cookie, _) = login(&s, "").await;
+    let shop = queue_url(&s, "zap", "https://shop.example/cart").await;
+    let blog = queue_url(&s, "zap", "https://blog.example/").await;
+    let idle = s.agent_key().await;
+    let agent = s.agent_key().await;
+    let (taken, key) = take(&s, &agent, BUILDER).await;
+    assert_eq!(taken, shop);
+    s.clock.advance_ms(5_000);
+    s.update(shop, "Spider 10%", &agent, &key).await;
+    s.clock.advance_ms(3_000);
+    let j = live(&s, "/tasks/live.json", &cookie).await;
+    let text = j.to_string();
+    assert!(
+        !text.contains(&agent) && !text.contains(&key) && !text.contains(&idle),
+        "no key"
+    );
+    assert_eq!(j["counts"]["IN_PROGRESS"], 1);
+    assert_eq!(j["tasks"]["total"], 2);
+    let rows = j["tasks"]["rows"].as_array().unwrap();
+    assert_eq!(rows[0]["id"], blog);
+    let row = &rows[1];
+    assert_eq!(row["status"], "IN_PROGRESS");
+    assert_eq!(row["agentName"], "builder-7");
+    assert_eq!(
+        j["now"].as_u64().unwrap() - row["sinceMs"].as_u64().unwrap(),
+        3_000
+    );
+    assert_eq!(j["agents"]["total"], 2);
+    assert_eq!(j["agents"]["live"], 1, "the idle agent was never seen");
+    let named = j["agents"]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "builder-7")
+        .unwrap();
+    assert_eq!(named["host"], "scan-01");
+    assert_eq!(named["os"], "linux");
+    assert_eq!(named["live"], true);
+    assert_eq!(named["lastSeenMs"], j["now"].as_u64().unwrap() - 3_000);
+    assert_eq!(named["tasks"][0]["id"], shop);
+
+    // Search by URL substring (any case) and by agent name; the page counts them.
+    let by_url = live(&s, "/tasks/live.json?url=SHOP.example", &cookie).await;
+    assert_eq!(by_url["tasks"]["total"], 1);
+    assert_eq!(by_url["tasks"]["rows"][0]["id"], shop);
+    let by_agent = live(&s, "/tasks/live.json?agent=builder", &cookie).await;
+    assert_eq!(by_agent["tasks"]["rows"][0]["id"], shop);
+    assert_eq!(by_agent["tasks"]["total"], 1);
+    let page = get_page(&s, "/tasks?url=shop", &cookie).await;
+    assert_eq!(page.matches("<tr data-task-id=").count(), 1);
+
+    // The lease of the only attempt runs out: the task keeps its agent, with a reason.
+    s.clock.advance_ms(120_000);
+    s.server.wake_timer();
+    let started = std::time::Instant::now();
+    let timed_out = loop {
+        let j = live(&s, &format!("/tasks/task/{shop}/live.json"), &cookie).await;
+        if j["task"]["status"] == "COMPLETE_TIMEDOUT" {
+            break j;
+        }
+        assert!(started.elapsed().as_secs() < 10, "{j}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(timed_out["task"]["agentName"], "builder-7");
+    assert!(timed_out["task"]["agent"].as_str().unwrap().len() == 36);
+    assert!(
+        timed_out["task"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Lease expired")
+    );
+    let j = live(&s, "/tasks/live.json", &cookie).await;
+    assert_eq!(j["agents"]["live"], 0, "silent longer than the lease");
+    s.stop().await;
+}
+
+/// Past the core's bound on a task's history, the task's page keeps the first entries
+/// (queued, the assignment with its agentConfig) and the newest, with the count between.
+#[tokio::test]
+async fn a_long_history_keeps_its_first_entries_and_says_how_many_are_elided() {
+    let s = TestServer::start_with(|c| c.queue.max_status_history = 10).await;
+    let (cookie, _) = login(&s, "").await;
+    let id = queue_url(&s, "zap", "https://shop.example/").await;
+    let agent = s.agent_key().await;
+    let (_, key) = take(&s, &agent, BUILDER).await;
+    for i in 1..=30 {
+        s.update(id, &format!("progress {i}"), &agent, &key).await;
+    }
+    let j = live(&s, &format!("/tasks/task/{id}/live.json"), &cookie).await;
+    let head: Vec<&str> = j["head"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert!(head[0].starts_with("Scan queued at: "), "{head:?}");
+    assert!(
+        head[1].contains("agentConfig:\nscan-queue-agent 0.1.0\nname=builder-7"),
+        "{head:?}"
+    );
+    assert_eq!(head[2], "progress 1");
+    let history = j["history"].as_array().unwrap();
+    assert_eq!(history.len(), 10);
+    assert_eq!(history.last().unwrap()["message"], "progress 30");
+    assert_eq!(history[0]["id"], 23);
+    assert_eq!(j["elided"], 19, "entries 4 to 22");
+    let page = get_page(&s, &format!("/tasks/task/{id}"), &cookie).await;
+    assert!(page.contains("… 19 message(s) not kept …"));
+    assert!(page.contains("name=builder-7"));
+    s.stop().await;
+}
+
+/// Retry (linked both ways) and bulk actions over a filtered selection, confirmed once;
+/// journaled: a restart from the same data directory shows the same.
+#[tokio::test]
+async fn retry_and_bulk_actions_are_journaled_and_linked() {
+    let data = tempfile::tempdir().unwrap();
+    let path = data.path().to_owned();
+    let s = TestServer::start_with(|c| c.data_dir = path.clone()).await;
+    let (cookie, csrf) = login(&s, "").await;
+    let failed = queue_url(&s, "zap", "https://shop.example/").await;
+    let agent = s.agent_key().await;
+    let (_, key) = take(&s, &agent, BUILDER).await;
+    s.fail(failed, "ZAP crashed", &agent, &key).await;
+    let r = post(
+        &s,
+        &format!("/tasks/task/{failed}/retry"),
+        Some(&cookie),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let retry = failed + 1;
+    assert_eq!(
+        r.headers()[LOCATION],
+        format!("/tasks/task/{retry}?done=retried&id={retry}&of={failed}")
+    );
+    let old = live(&s, &format!("/tasks/task/{failed}/live.json"), &cookie).await;
+    assert_eq!(old["task"]["retriedAs"], retry);
+    let new = live(&s, &format!("/tasks/task/{retry}/live.json"), &cookie).await;
+    assert_eq!(new["task"]["retryOf"], failed);
+    assert_eq!(new["task"]["status"], "QUEUED");
+    assert_eq!(new["task"]["targetUrl"], "https://shop.example/");
+    assert_eq!(new["task"]["scanner"], old["task"]["scanner"]);
+    // Once only; and a queued task is not retried.
+    let again = post(
+        &s,
+        &format!("/tasks/task/{failed}/retry"),
+        Some(&cookie),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    let queued = post(
+        &s,
+        &format!("/tasks/task/{retry}/retry"),
+        Some(&cookie),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(queued.status(), StatusCode::CONFLICT);
+    let no_csrf = post(
+        &s,
+        &format!("/tasks/task/{failed}/retry"),
+        Some(&cookie),
+        &[],
+    )
+    .await;
+    assert_eq!(no_csrf.status(), StatusCode::FORBIDDEN);
+
+    // Bulk cancel of the tasks whose URL holds "bulk": one confirmation, then one POST.
+    let mut bulk = Vec::new();
+    for i in 0..5 {
+        bulk.push(queue_url(&s, "zap", &format!("https://bulk{i}.example/")).await);
+    }
+    let confirm = get_page(&s, "/tasks/bulk?action=cancel&url=bulk", &cookie).await;
+    assert!(confirm.contains("Cancel 5 task(s)?"), "{confirm}");
+    let hidden = |name: &str| {
+        confirm
+            .split(&format!("name=\"{name}\" value=\""))
+            .nth(1)
+            .map(|v| v.split('"').next().unwrap().to_owned())
+    };
+    let upto = hidden("upto").unwrap();
+    assert_eq!(hidden("url").as_deref(), Some("bulk"));
+    let late = queue_url(&s, "zap", "https://bulk-late.example/").await;
+    let r = post(
+        &s,
+        "/tasks/bulk",
+        Some(&cookie),
+        &[
+            ("csrf", &csrf),
+            ("action", "cancel"),
+            ("url", "bulk"),
+            ("upto", &upto),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        r.headers()[LOCATION],
+        "/tasks?url=bulk&done=bulk_cancel&n=5"
+    );
+    let deleted = live(&s, "/tasks/live.json?status=COMPLETE_DELETED", &cookie).await;
+    assert_eq!(deleted["tasks"]["total"], 5);
+    assert_eq!(
+        s.server.queue().task(TaskId(late)).unwrap().status(),
+        TaskStatus::Queued
+    );
+    // Bulk retry of what was cancelled: five new tasks, each linked.
+    let confirm = get_page(
+        &s,
+        "/tasks/bulk?action=retry&url=bulk&status=COMPLETE_DELETED",
+        &cookie,
+    )
+    .await;
+    assert!(confirm.contains("Retry 5 task(s)?"), "{confirm}");
+    let r = post(
+        &s,
+        "/tasks/bulk",
+        Some(&cookie),
+        &[
+            ("csrf", &csrf),
+            ("action", "retry"),
+            ("url", "bulk"),
+            ("status", "COMPLETE_DELETED"),
+            ("upto", &late.to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(
+        r.headers()[LOCATION],
+        "/tasks?status=COMPLETE_DELETED&url=bulk&done=bulk_retry&n=5"
+    );
+    let relinked: Vec<u64> = {
+        let mut v = Vec::new();
+        for id in &bulk {
+            let j = live(&s, &format!("/tasks/task/{id}/live.json"), &cookie).await;
+            v.push(j["task"]["retriedAs"].as_u64().unwrap());
+        }
+        v
+    };
+    s.stop().await;
+
+    // After a restart from the journal: the same statuses and links.
+    let s = TestServer::start_with(|c| c.data_dir = path.clone()).await;
+    let (cookie, _) = login(&s, "").await;
+    let old = live(&s, &format!("/tasks/task/{failed}/live.json"), &cookie).await;
+    assert_eq!(old["task"]["retriedAs"], retry);
+    assert_eq!(old["task"]["agentName"], "builder-7");
+    for (id, new) in bulk.iter().zip(&relinked) {
+        let j = live(&s, &format!("/tasks/task/{new}/live.json"), &cookie).await;
+        assert_eq!(j["task"]["retryOf"], *id);
+        assert_eq!(j["task"]["status"], "QUEUED");
+    }
+    let deleted = live(&s, "/tasks/live.json?status=COMPLETE_DELETED", &cookie).await;
+    assert_eq!(deleted["tasks"]["total"], 5);
+    s.stop().await;
+}
+
+/// An agent silent past the expiry is revoked (journaled): its key is refused from then on;
+/// an agent that called recently stays.
+#[tokio::test]
+async fn agents_silent_past_the_expiry_are_revoked() {
+    const DAY_MS: u64 = 86_400_000;
+    let s = TestServer::start_with(|c| {
+        c.agent_expiry_ms = Some(2 * DAY_MS);
+        c.queue.lease_ms = 3 * DAY_MS;
+        c.queue.task_deadline_ms = 10 * DAY_MS;
+    })
+    .await;
+    let silent = s.agent_key().await;
+    let busy = s.agent_key().await;
+    let held = queue_url(&s, "zap", "https://shop.example/").await;
+    take(&s, &silent, BUILDER).await;
+    s.clock.advance_ms(DAY_MS);
+    assert_eq!(s.request_task(&busy, "zap").await, None);
+    s.clock.advance_ms(DAY_MS + 1_000);
+    s.server.wake_timer();
+    let started = std::time::Instant::now();
+    while s.server.queue().stats().agents != 1 {
+        assert!(started.elapsed().as_secs() < 10, "not expired");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let r = s
+        .form(
+            "requestTask",
+            &[
+                ("scanners", "zap"),
+                ("scanAgentSecureKey", &silent),
+                ("agentConfig", "x"),
+            ],
+        )
+        .await;
+    assert_eq!(r["success"], false, "{r}");
+    // Its task went back to the queue: no "Started", but it keeps the agent of its last attempt.
+    let (cookie, _) = login(&s, "").await; // (sessions last 12 hours)
+    let j = live(&s, &format!("/tasks/task/{held}/live.json"), &cookie).await;
+    assert_eq!(j["task"]["status"], "QUEUED", "{j}");
+    assert_eq!(j["task"]["startedMs"], Value::Null);
+    assert_eq!(j["task"]["agentName"], "builder-7");
+    assert!(
+        j["history"].to_string().contains("Scan agent revoked"),
+        "{j}"
+    );
+    let listed = live(&s, "/tasks/live.json", &cookie).await;
+    assert_eq!(listed["agents"]["total"], 1);
+    let (id, _) = s
+        .request_task(&busy, "zap")
+        .await
+        .expect("the busy agent's key still works");
+    assert_eq!(id, held);
     s.stop().await;
 }

@@ -371,7 +371,12 @@ async fn dispatch(State(app): State<Arc<App>>, request: Request) -> Response {
             } else {
                 // The message never holds a secret; the request (whose query may) is not
                 // logged.
-                tracing::info!(op = op.name(), reason = %failure.message, "refused");
+                if failure.message == wire::NO_TASK_FOUND {
+                    // An idle agent's poll: most of a quiet queue's traffic.
+                    tracing::debug!(op = op.name(), "no task found");
+                } else {
+                    tracing::info!(op = op.name(), reason = %failure.message, "refused");
+                }
                 "refused"
             }
         }

@@ -3,9 +3,11 @@
 //! core's events and the server's own [`Fact`]s — and the live path applies each record with
 //! the same code recovery replays it with. Pure: no I/O, no clock, no lock.
 
+pub(crate) mod console;
 mod results;
 mod webhooks;
 
+pub(crate) use console::Console;
 pub(crate) use results::Results;
 pub use results::Retention;
 pub(crate) use webhooks::{Attempt, Delivery, Outbox};
@@ -58,6 +60,14 @@ pub(crate) enum Fact {
         /// The result.
         result: Arc<ResultRecord>,
     },
+    /// An operator retried task `from`: the task queued just before this record, `to`, runs
+    /// the same scan again.
+    Retried {
+        /// The task retried.
+        from: TaskId,
+        /// The new task.
+        to: TaskId,
+    },
 }
 
 impl Record {
@@ -70,6 +80,7 @@ impl Record {
             b"{\"ResultsDeleted\"",
             b"{\"WebhooksQueued\"",
             b"{\"WebhookAttempted\"",
+            b"{\"Retried\"",
         ]
         .iter()
         .any(|tag| payload.starts_with(tag));
@@ -160,6 +171,9 @@ pub(crate) struct StateSnapshot {
     /// The webhook outbox.
     #[serde(default)]
     pub(crate) webhooks: Outbox,
+    /// The page's notes on tasks and agents.
+    #[serde(default)]
+    pub(crate) console: Console,
 }
 
 impl StateSnapshot {
@@ -175,6 +189,7 @@ impl StateSnapshot {
                 results: Vec::new(),
                 results_tracked: false,
                 webhooks: Outbox::default(),
+                console: Console::default(),
             })
         }
     }
@@ -217,6 +232,8 @@ pub(crate) struct State {
     pub(crate) results_tracked: bool,
     /// The webhook outbox.
     webhooks: Outbox,
+    /// The page's notes on tasks and agents, derived from the records.
+    console: Console,
     /// Records made by the last operation, in order, not yet taken by the storage.
     outbox: Vec<Record>,
 }
@@ -239,6 +256,7 @@ impl State {
             results: Results::default(),
             results_tracked: true,
             webhooks: Outbox::default(),
+            console: Console::default(),
             outbox: Vec::new(),
         }
     }
@@ -270,6 +288,7 @@ impl State {
         }
         state.results_tracked = snapshot.results_tracked;
         state.webhooks = snapshot.webhooks;
+        state.console = snapshot.console;
         Ok(state)
     }
 
@@ -281,13 +300,18 @@ impl State {
             results: self.results.iter().cloned().collect(),
             results_tracked: self.results_tracked,
             webhooks: self.webhooks.clone(),
+            console: self.console.clone(),
         }
     }
 
     /// Applies a record read back from the log (recovery, a standby).
     pub(crate) fn apply(&mut self, record: Record) -> Result<(), ApplyError> {
         match record {
-            Record::Event(event) => Ok(self.queue.apply(event)?),
+            Record::Event(event) => {
+                self.queue.apply(event.clone())?;
+                self.console.observe(&self.queue, &event);
+                Ok(())
+            }
             Record::Fact(fact) => self.apply_fact(fact),
         }
     }
@@ -301,8 +325,14 @@ impl State {
     /// Moves the queue's pending events to the outbox, so that a fact made next comes after
     /// them.
     fn flush_events(&mut self) {
+        let start = self.outbox.len();
         self.outbox
             .extend(self.queue.drain_events().map(Record::Event));
+        for record in &self.outbox[start..] {
+            if let Record::Event(event) = record {
+                self.console.observe(&self.queue, event);
+            }
+        }
     }
 
     /// Applies a fact made on the live path and keeps it for the storage.
@@ -334,6 +364,15 @@ impl State {
                 Ok(())
             }
             Fact::WebhooksQueued { deliveries } => self.webhooks.queue(&deliveries),
+            Fact::Retried { from, to } => {
+                if self.queue.task(to).is_none() {
+                    return Err(ApplyError::Fact(format!(
+                        "a retry of task {from} as task {to}, which does not exist"
+                    )));
+                }
+                self.console.link_retry(&self.queue, from, to);
+                Ok(())
+            }
             Fact::WebhookAttempted { id, attempt } => self.webhooks.attempted(id, attempt),
             Fact::ResultsDeleted { tasks } => {
                 for task in tasks {
@@ -347,7 +386,8 @@ impl State {
             }
             Fact::Completed { event, result } => {
                 completion_of(&event, &result)?;
-                self.queue.apply(event)?;
+                self.queue.apply(event.clone())?;
+                self.console.observe(&self.queue, &event);
                 self.insert_result(result)
             }
         }
@@ -483,6 +523,16 @@ impl State {
         deleted
     }
 
+    /// The page's notes on tasks and agents.
+    pub(crate) fn console(&self) -> &Console {
+        &self.console
+    }
+
+    /// Records that `to`, just queued, retries `from`.
+    pub(crate) fn retried(&mut self, from: TaskId, to: TaskId) -> Result<(), ApplyError> {
+        self.record(Fact::Retried { from, to })
+    }
+
     /// The webhook outbox.
     pub(crate) fn webhooks(&self) -> &Outbox {
         &self.webhooks
@@ -593,6 +643,126 @@ mod tests {
         )
         .unwrap();
         assert_eq!(restored.configs, s.configs);
+    }
+
+    /// The page's notes made on the live path (records taken after each operation, as
+    /// `App::transact` does) equal those replay rebuilds from the records, and those a
+    /// snapshot keeps.
+    #[test]
+    fn console_notes_replay_and_snapshot_alike() {
+        let config = Config {
+            max_status_history: 4,
+            lease_ms: 10,
+            ..Config::default()
+        };
+        let mut live = State::new(config.clone(), KeySource::from_seed([3; 32])).unwrap();
+        let mut records = Vec::new();
+        let registered = live.queue.register_agent(1).unwrap();
+        let agent = registered.key.expose_secret().to_owned();
+        for _ in 0..3 {
+            let scan = NewScan::new(ApplicationId(1), ZAP);
+            live.queue.queue_scan(1, scan).unwrap();
+        }
+        let config_text = "name=builder-7\nhost=h";
+        let t = live.queue.request_task(2, &agent, &[ZAP], config_text);
+        let key = t
+            .unwrap()
+            .unwrap()
+            .assignment()
+            .unwrap()
+            .task_key()
+            .expose_secret()
+            .to_owned();
+        let one = TaskId(1);
+        records.extend(live.take_records());
+        for i in 0..6 {
+            let message = format!("p{i}");
+            live.queue
+                .update_status(3 + i, one, &message, &agent, &key)
+                .unwrap();
+            records.extend(live.take_records());
+        }
+        live.queue.fail_task(10, one, "boom", &agent, &key).unwrap();
+        records.extend(live.take_records());
+        assert!(live.retried(one, TaskId(4)).is_err(), "no task 4 yet");
+        let scan = NewScan::new(ApplicationId(1), ZAP);
+        live.queue.queue_scan(11, scan).unwrap();
+        live.retried(one, TaskId(4)).unwrap();
+        records.extend(live.take_records());
+        live.queue
+            .request_task(12, &agent, &[ZAP], config_text)
+            .unwrap();
+        records.extend(live.take_records());
+        live.queue.advance(100); // the lease runs out: back to the queue
+        records.extend(live.take_records());
+
+        let note = live.console().task(TaskId(2)).unwrap();
+        assert_eq!(
+            note.agent_name.as_deref(),
+            Some("builder-7"),
+            "kept after the lease"
+        );
+        assert!(live.queue.task(TaskId(2)).unwrap().assignment().is_none());
+        let head = &live.console().task(one).unwrap().head;
+        assert_eq!(head.iter().map(|e| e.id).collect::<Vec<_>>(), [1, 2, 3]);
+        assert!(
+            live.queue.task(one).unwrap().history()[0].id > 3,
+            "the core dropped them"
+        );
+        assert_eq!(live.console().task(TaskId(4)).unwrap().retry_of, Some(one));
+        assert_eq!(
+            live.console().task(one).unwrap().retried_as,
+            Some(TaskId(4))
+        );
+
+        let mut replayed = State::new(config.clone(), KeySource::from_seed([9; 32])).unwrap();
+        for r in records {
+            let json = serde_json::to_vec(&r).unwrap();
+            replayed.apply(Record::from_json(&json).unwrap()).unwrap();
+        }
+        assert_eq!(replayed.console, live.console);
+        let json = serde_json::to_vec(&live.snapshot()).unwrap();
+        let restored = State::restore(
+            config,
+            KeySource::from_seed([4; 32]),
+            StateSnapshot::from_json(&json).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(restored.console, live.console);
+    }
+
+    /// Notes of evicted tasks do not pile up: they stay within twice the queue's tasks plus
+    /// the sweep's floor.
+    #[test]
+    fn console_notes_of_evicted_tasks_are_swept() {
+        let config = Config {
+            max_finished_tasks: 10,
+            ..Config::default()
+        };
+        let mut s = State::new(config, KeySource::from_seed([3; 32])).unwrap();
+        let registered = s.queue.register_agent(1).unwrap();
+        let agent = registered.key.expose_secret().to_owned();
+        for i in 0..3_000u64 {
+            let now = 2 + i;
+            s.queue
+                .queue_scan(now, NewScan::new(ApplicationId(1), ZAP))
+                .unwrap();
+            let task = s.queue.request_task(now, &agent, &[ZAP], "name=a").unwrap();
+            let task = task.unwrap();
+            let (id, key) = (
+                task.id(),
+                task.assignment()
+                    .unwrap()
+                    .task_key()
+                    .expose_secret()
+                    .to_owned(),
+            );
+            s.queue.complete_task(now, id, &agent, &key).unwrap();
+            let _ = s.take_records();
+            assert!(s.console.task_notes() <= 2 * 11 + 1024 + 1);
+        }
+        assert!(s.console.task(TaskId(3_000)).is_some());
+        assert!(s.console.task(TaskId(1)).is_none(), "swept");
     }
 
     #[test]

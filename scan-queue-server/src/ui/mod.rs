@@ -8,8 +8,11 @@
 //! rendered escaped by the templates (`view.rs`).
 
 pub(crate) mod listing;
+mod live;
 mod scrape;
 mod view;
+
+pub(crate) use view::time;
 
 use crate::app::App;
 use crate::http::params::{Params, ParseLimits};
@@ -24,7 +27,7 @@ use axum::http::header::{
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use listing::{Detail, Filter};
+use listing::{Detail, Filter, Key, Sort};
 use maud::{Markup, html};
 use scan_queue::{AgentId, ApplicationId, ScanConfigId, TaskId, TaskStatus};
 use std::sync::Arc;
@@ -52,6 +55,16 @@ pub(crate) fn routes(mut router: axum::Router<Arc<App>>) -> axum::Router<Arc<App
             )
             .route(&format!("{prefix}/tasks/logout"), post(logout))
             .route(&format!("{prefix}/tasks/summary"), get(summary))
+            .route(&format!("{prefix}/tasks/live.json"), get(live::list))
+            .route(
+                &format!("{prefix}/tasks/task/{{id}}/live.json"),
+                get(live::task),
+            )
+            .route(&format!("{prefix}/tasks/task/{{id}}/retry"), post(retry))
+            .route(
+                &format!("{prefix}/tasks/bulk"),
+                get(confirm_bulk).post(bulk),
+            )
             .route(&format!("{prefix}/tasks/static/{{file}}"), get(asset))
             .route(&format!("{prefix}/tasks/queue"), post(queue_scan))
             .route(&format!("{prefix}/tasks/task/{{id}}"), get(detail))
@@ -68,6 +81,14 @@ pub(crate) fn routes(mut router: axum::Router<Arc<App>>) -> axum::Router<Arc<App
                 get(confirm_revoke).post(revoke),
             )
             .route(&format!("{prefix}/metrics"), get(scrape::scrape));
+    }
+    // The server's root leads to the page.
+    for (from, to) in [
+        ("/", "/tasks"),
+        ("/threadfix", "/threadfix/tasks"),
+        ("/threadfix/", "/threadfix/tasks"),
+    ] {
+        router = router.route(from, get(move || async move { redirect(to, "root") }));
     }
     router
 }
@@ -314,7 +335,11 @@ async fn asset(Path(file): Path<String>) -> Response {
 
 /// Query parameters, leniently (an unknown status or scanner means "all").
 fn query(uri: &Uri) -> Vec<(String, String)> {
-    form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+    pairs(uri.query().unwrap_or("").as_bytes())
+}
+
+fn pairs(bytes: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(bytes)
         .take(16)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
@@ -335,7 +360,41 @@ fn flash(q: &[(String, String)]) -> Option<String> {
         ("revoked", Some(n), _) => Some(format!(
             "Scan agent revoked; {n} task(s) it held returned to the queue."
         )),
+        ("retried", _, Some(id)) => {
+            let of = query_get(q, "of").and_then(|n| n.parse::<u64>().ok())?;
+            Some(format!("Task {id} queued: a retry of task {of}."))
+        }
+        ("bulk_cancel", Some(n), _) => Some(format!("{n} task(s) cancelled.")),
+        ("bulk_retry", Some(n), _) => Some(format!("{n} task(s) queued again.")),
         _ => None,
+    }
+}
+
+/// The listing's filters, order and position from query (or form) parameters.
+fn parse_filter(app: &App, q: &[(String, String)]) -> Filter {
+    let text = |name| {
+        query_get(q, name)
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| t.chars().take(listing::SEARCH_BYTES).collect::<String>())
+    };
+    let sort = query_get(q, "sort")
+        .and_then(Sort::parse)
+        .unwrap_or_default();
+    Filter {
+        status: query_get(q, "status")
+            .and_then(|s| TaskStatus::ALL.into_iter().find(|t| t.name() == s)),
+        scanner: query_get(q, "scanner")
+            .and_then(|s| app.scanners.resolve(s))
+            .map(|s| s.name.clone()),
+        application: query_get(q, "application")
+            .and_then(|a| a.trim().parse().ok())
+            .filter(|a| *a > 0),
+        url: text("url"),
+        agent: text("agent"),
+        sort,
+        from: query_get(q, "from").and_then(|k| Key::decode(sort, k)),
+        to: query_get(q, "to").and_then(|k| Key::decode(sort, k)),
     }
 }
 
@@ -345,24 +404,13 @@ async fn list(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap) -> Resp
         return unauthenticated(&app, prefix, "tasks_page", true);
     };
     let q = query(&uri);
-    let filter = Filter {
-        status: query_get(&q, "status")
-            .and_then(|s| TaskStatus::ALL.into_iter().find(|t| t.name() == s)),
-        scanner: query_get(&q, "scanner")
-            .and_then(|s| app.scanners.resolve(s))
-            .map(|s| s.name.clone()),
-        application: query_get(&q, "application")
-            .and_then(|a| a.trim().parse().ok())
-            .filter(|a| *a > 0),
-        before: query_get(&q, "before")
-            .and_then(|b| b.parse().ok())
-            .map(TaskId),
-    };
-    let (listing, stats, (agents, agent_total)) = app.read(|s| {
+    let filter = parse_filter(&app, &q);
+    let now_ms = app.clock.now_ms();
+    let (listing, stats, (agents, agent_total, live_agents)) = app.read(|s| {
         (
-            listing::newest_first(s, &filter),
+            listing::page(s, &filter),
             s.queue.stats(),
-            listing::agents(&s.queue),
+            listing::agents(s, &app.presence, now_ms),
         )
     });
     let ctx = Ctx {
@@ -377,6 +425,8 @@ async fn list(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap) -> Resp
             stats: &stats,
             agents: &agents,
             agent_total,
+            live_agents,
+            now_ms,
             scanners: &app.scanners,
             flash: flash(&q),
         },
@@ -395,7 +445,7 @@ fn task_detail(app: &App, raw_id: &str) -> Option<Detail> {
     app.read(|s| {
         s.queue
             .task(id)
-            .map(|t| Detail::new(t, s.result(id).map(|r| &**r)))
+            .map(|t| Detail::new(s, t, s.result(id).map(|r| &**r)))
     })
 }
 
@@ -439,7 +489,7 @@ async fn detail(
     match task_detail(&app, &id) {
         Some(d) => page(
             StatusCode::OK,
-            view::detail(ctx, &d, flash(&query(&uri))),
+            view::detail(ctx, &d, app.clock.now_ms(), flash(&query(&uri))),
             "task_page",
             "ok",
         ),
@@ -634,7 +684,8 @@ async fn queue_scan(State(app): State<Arc<App>>, request: Request) -> Response {
     }
 }
 
-/// What `app.js` polls: counts per status, live agents, and the depth chart's points.
+/// Counts per status, registered agents, and the depth chart's points (`live.json` has
+/// these and more; this stays for scripts that read it).
 async fn summary(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap) -> Response {
     if session(&app, &headers).is_none() {
         return unauthenticated(&app, prefix(&uri), "summary", false);
@@ -658,4 +709,145 @@ async fn summary(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap) -> R
     )
         .into_response();
     tagged(response, "summary", "ok")
+}
+
+async fn retry(State(app): State<Arc<App>>, Path(id): Path<String>, request: Request) -> Response {
+    let (session, _, prefix) = match checked_form(&app, request, "retry").await {
+        Ok(ok) => ok,
+        Err(refused) => return refused,
+    };
+    let ctx = Ctx {
+        prefix,
+        csrf: Some(&session.csrf),
+    };
+    let Some(id) = parse_task_id(&id) else {
+        return not_found(ctx, "retry", "No such task.");
+    };
+    match ops::retry_task(&app, id).await {
+        Ok(new) => redirect(
+            &format!(
+                "{prefix}/tasks/task/{}?done=retried&id={}&of={}",
+                new.0, new.0, id.0
+            ),
+            "retry",
+        ),
+        Err(e) => page(
+            StatusCode::CONFLICT,
+            view::message(ctx, "Not retried", &op_message(e)),
+            "retry",
+            "refused",
+        ),
+    }
+}
+
+/// A bulk action's name, and which statuses it applies to.
+fn bulk_action(q: &[(String, String)]) -> Option<(bool, &'static str)> {
+    match query_get(q, "action")? {
+        "cancel" => Some((false, "cancel")),
+        "retry" => Some((true, "retry")),
+        _ => None,
+    }
+}
+
+fn eligible(retry: bool) -> fn(TaskStatus) -> bool {
+    if retry {
+        ops::retryable
+    } else {
+        |s: TaskStatus| !s.is_terminal()
+    }
+}
+
+/// Asks once before a bulk action over the filtered selection, saying how many tasks it
+/// applies to; the form carries the filters and the newest id, so that tasks queued after
+/// this page are not included.
+async fn confirm_bulk(State(app): State<Arc<App>>, uri: Uri, headers: HeaderMap) -> Response {
+    let prefix = prefix(&uri);
+    let Some(session) = session(&app, &headers) else {
+        return unauthenticated(&app, prefix, "bulk", true);
+    };
+    let ctx = Ctx {
+        prefix,
+        csrf: Some(&session.csrf),
+    };
+    let q = query(&uri);
+    let Some((retry, action)) = bulk_action(&q) else {
+        return not_found(ctx, "bulk", "No such action.");
+    };
+    let filter = parse_filter(&app, &q);
+    let (ids, cut, upto) = app.read(|s| {
+        let upto = TaskStatus::ALL
+            .into_iter()
+            .filter_map(|st| s.queue.tasks_with_status(st).next_back())
+            .map(|t| t.id().0)
+            .max()
+            .unwrap_or(0);
+        let (ids, cut) = listing::selection(s, &filter, upto, eligible(retry));
+        (ids, cut, upto)
+    });
+    let mut fields = filter.query();
+    fields.append_pair("action", action);
+    fields.append_pair("upto", &upto.to_string());
+    let markup = view::confirm_bulk(
+        ctx,
+        &view::Bulk {
+            retry,
+            ids: &ids,
+            cut,
+            fields: &pairs(fields.finish().as_bytes()),
+        },
+    );
+    page(StatusCode::OK, markup, "bulk", "ok")
+}
+
+async fn bulk(State(app): State<Arc<App>>, request: Request) -> Response {
+    let (session, params, prefix) = match checked_form(&app, request, "bulk").await {
+        Ok(ok) => ok,
+        Err(refused) => return refused,
+    };
+    let ctx = Ctx {
+        prefix,
+        csrf: Some(&session.csrf),
+    };
+    let q: Vec<(String, String)> = [
+        "status",
+        "scanner",
+        "application",
+        "url",
+        "agent",
+        "action",
+        "upto",
+    ]
+    .into_iter()
+    .filter_map(|k| params.get(k).map(|v| (k.to_owned(), v.to_owned())))
+    .collect();
+    let Some((retry, action)) = bulk_action(&q) else {
+        return not_found(ctx, "bulk", "No such action.");
+    };
+    let Some(upto) = query_get(&q, "upto").and_then(|u| u.parse::<u64>().ok()) else {
+        return not_found(ctx, "bulk", "No selection.");
+    };
+    let filter = parse_filter(&app, &q);
+    let (ids, _) = app.read(|s| listing::selection(s, &filter, upto, eligible(retry)));
+    match ops::bulk(&app, &ids, retry).await {
+        Ok(done) => {
+            tracing::info!(
+                action,
+                selected = ids.len(),
+                done = done.done,
+                skipped = done.skipped,
+                "bulk action from the page"
+            );
+            // Back to the same selection, with the outcome.
+            let mut back = filter.query();
+            back.append_pair("done", &format!("bulk_{action}"));
+            back.append_pair("n", &done.done.to_string());
+            redirect(&format!("{prefix}/tasks?{}", back.finish()), "bulk")
+        }
+        Err(e) => page(
+            StatusCode::CONFLICT,
+            view::message(ctx, "Not done", &op_message(e)),
+            "bulk",
+            "refused",
+        ),
+    }
 }

@@ -269,6 +269,7 @@ mod tests {
             results: Vec::new(),
             results_tracked: true,
             webhooks: Default::default(),
+            console: Default::default(),
         };
         let bytes = encode_snapshot(9, &snap).unwrap();
         assert!(decode_snapshot(&bytes, 9).is_ok());
