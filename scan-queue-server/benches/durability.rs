@@ -7,12 +7,20 @@
 //! under the system temp dir, only against 127.0.0.1; then it stops by itself. It prints
 //! transitions per second and the ratio to the in-memory server; it asserts nothing about time.
 //!
+//! With PostgreSQL installed (see `tests/pg/mod.rs`), one more row: `--postgres`, a
+//! cluster started in a temporary directory (fsync on, as PostgreSQL ships), a fresh
+//! database per phase, the server active before the clock starts.
+//!
 //! A transition is one acknowledged mutating call. Each client loops over `queueScan`,
 //! `requestTask`, `taskStatusUpdate` and `failTask` (all url-encoded, no result file, so that
 //! the only disk writes are the journal's).
 
-use scan_queue_server::{ApiKey, Durability, Fsync, Server, ServerConfig};
+#[path = "../tests/pg/mod.rs"]
+mod pg;
+
+use scan_queue_server::{ApiKey, Durability, Fsync, Postgres, Server, ServerConfig};
 use serde_json::Value;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const API_KEY: &str = "bench-api-key";
@@ -77,12 +85,20 @@ async fn client(http: reqwest::Client, base: String, agent: String, until: Insta
 }
 
 /// Transitions per second of one server with `clients` concurrent clients.
-async fn phase(durability: Option<Durability>, clients: usize, secs: u64) -> f64 {
+async fn phase(store: &Store, clients: usize, secs: u64) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let mut config = ServerConfig::new(ApiKey::new(API_KEY).unwrap(), dir.path());
-    config.durability = durability;
+    match store {
+        Store::Local(durability) => config.durability = durability.clone(),
+        Store::Postgres(pg) => {
+            let db = format!("bench_{}", DATABASES.fetch_add(1, Ordering::Relaxed));
+            pg.psql(&format!("CREATE DATABASE {db}"));
+            config.postgres = Some(Postgres::new(&pg.url_of(&db), "http://bench.invalid").unwrap());
+        }
+    }
     let server = Server::new(config).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
     let base = format!(
         "http://{}/threadfix/rest/latest/tasks",
         listener.local_addr().unwrap()
@@ -99,6 +115,18 @@ async fn phase(durability: Option<Durability>, clients: usize, secs: u64) -> f64
         }
     });
     let http = reqwest::Client::new();
+    let waited = Instant::now();
+    while http
+        .get(format!("{origin}/ready"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != reqwest::StatusCode::OK
+    {
+        assert!(waited.elapsed() < Duration::from_secs(20), "never active");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut agents = Vec::new();
     for _ in 0..clients {
         let r: Value = http
@@ -128,6 +156,14 @@ async fn phase(durability: Option<Durability>, clients: usize, secs: u64) -> f64
     rate
 }
 
+/// Where a phase's server keeps its state.
+enum Store {
+    Local(Option<Durability>),
+    Postgres(pg::Pg),
+}
+
+static DATABASES: AtomicU64 = AtomicU64::new(0);
+
 fn main() {
     let secs = env_u64("SCAN_QUEUE_BENCH_SECS", 2);
     let many = env_u64("SCAN_QUEUE_BENCH_CLIENTS", 16) as usize;
@@ -141,19 +177,22 @@ fn main() {
             ..Durability::default()
         })
     };
-    let modes: [(&str, Option<Durability>); 4] = [
-        ("in-memory (baseline)", None),
-        ("--fsync never", durable(Fsync::Never)),
-        ("--fsync batch (2 ms)", durable(Fsync::Batch)),
-        ("--fsync always", durable(Fsync::Always)),
+    let mut modes: Vec<(&str, Store)> = vec![
+        ("in-memory (baseline)", Store::Local(None)),
+        ("--fsync never", Store::Local(durable(Fsync::Never))),
+        ("--fsync batch (2 ms)", Store::Local(durable(Fsync::Batch))),
+        ("--fsync always", Store::Local(durable(Fsync::Always))),
     ];
+    if let Some(pg) = pg::Pg::start("durability bench, --postgres row") {
+        modes.push(("--postgres (fsync on)", Store::Postgres(pg)));
+    }
     println!("acknowledged transitions per second over loopback HTTP, {secs} s per phase\n");
     println!("| server | 1 client | ratio | {many} clients | ratio |\n|---|---:|---:|---:|---:|");
     let mut baseline = (0.0, 0.0);
-    for (name, durability) in modes {
-        let one = runtime.block_on(phase(durability.clone(), 1, secs));
-        let lots = runtime.block_on(phase(durability.clone(), many, secs));
-        if durability.is_none() {
+    for (name, store) in &modes {
+        let one = runtime.block_on(phase(store, 1, secs));
+        let lots = runtime.block_on(phase(store, many, secs));
+        if matches!(store, Store::Local(None)) {
             baseline = (one, lots);
         }
         println!(

@@ -233,6 +233,16 @@ impl App {
         self.state.lock()
     }
 
+    /// Runs what the storage does beside requests (a standby's log tailing, the election).
+    pub(crate) async fn run_storage(&self) {
+        self.storage.run(&self.state, &|| self.wake_timer()).await;
+    }
+
+    /// Whether this server may change the state (not a standby).
+    pub(crate) fn is_active(&self) -> bool {
+        self.storage.standby().is_none()
+    }
+
     /// Makes the timer look at the next deadline, and retention at the results, again now.
     pub(crate) fn wake_timer(&self) {
         self.sweep_now.store(true, Ordering::Relaxed);
@@ -255,6 +265,15 @@ impl App {
         };
         let mut next_sweep_ms = 0;
         loop {
+            if !self.is_active() {
+                // A standby's state follows the active server's log; its deadlines are
+                // applied there.
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    () = self.timer.notified() => {}
+                }
+                continue;
+            }
             let now_ms = self.clock.now_ms();
             if now_ms >= next_sweep_ms || self.sweep_now.swap(false, Ordering::Relaxed) {
                 next_sweep_ms = now_ms.saturating_add(SWEEP_EVERY_MS);

@@ -49,6 +49,9 @@ pub struct ServerConfig {
     /// Scan agents silent (no call with their key) this long are revoked: their key is
     /// refused from then on (by default never).
     pub agent_expiry_ms: Option<u64>,
+    /// Keep everything in PostgreSQL instead of `data_dir` (and `durability`), as the active
+    /// server or a standby (by default not).
+    pub postgres: Option<crate::Postgres>,
 }
 
 impl ServerConfig {
@@ -78,6 +81,7 @@ impl ServerConfig {
             edge: Edge::default(),
             auth_throttle: AuthThrottle::default(),
             agent_expiry_ms: None,
+            postgres: None,
         }
     }
 

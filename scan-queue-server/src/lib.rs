@@ -57,5 +57,6 @@ pub use scanners::{Scanner, Scanners};
 pub use server::Server;
 pub use state::Retention;
 pub use storage::journal::{Durability, Fsync};
+pub use storage::postgres::Postgres;
 pub use throttle::AuthThrottle;
 pub use webhook::{Webhook, WebhookSecret, Webhooks};

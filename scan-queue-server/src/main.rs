@@ -8,7 +8,7 @@
 use clap::Parser;
 use scan_queue_server::report::ResultCheck;
 use scan_queue_server::{
-    ApiKey, AuthThrottle, Durability, Edge, Fsync, Retention, Scanner, Scanners, Server,
+    ApiKey, AuthThrottle, Durability, Edge, Fsync, Postgres, Retention, Scanner, Scanners, Server,
     ServerConfig, TlsFiles, Webhook, WebhookSecret, Webhooks,
 };
 use std::net::SocketAddr;
@@ -143,6 +143,22 @@ struct Args {
     /// Keep the queue in memory only: nothing survives a restart.
     #[arg(long)]
     in_memory: bool,
+
+    /// Keep everything in PostgreSQL (a connection string; replaces --data-dir): any number
+    /// of servers on one database, one active, the others standbys that take over.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "SCAN_QUEUE_POSTGRES",
+        hide_env_values = true,
+        conflicts_with = "in_memory"
+    )]
+    postgres: Option<String>,
+
+    /// With --postgres: this server's URL as clients reach it, named by standbys when they
+    /// refuse a call (by default http://<--listen>).
+    #[arg(long, value_name = "URL", env = "SCAN_QUEUE_ADVERTISE_URL")]
+    advertise_url: Option<String>,
 
     /// Lease: how long an agent holds a task without a status update before the task is
     /// taken back (queued again, or timed out after the last attempt).
@@ -326,6 +342,14 @@ fn run(args: Args) -> Result<(), String> {
         snapshot_every_events: args.snapshot_every,
         snapshot_every: std::time::Duration::from_secs(args.snapshot_every_secs),
     });
+    if let Some(url) = &args.postgres {
+        let advertise = args
+            .advertise_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", args.listen));
+        config.postgres =
+            Some(Postgres::new(url, advertise).map_err(|e| format!("--postgres: {e}"))?);
+    }
     config.max_upload_bytes = args.max_upload_bytes;
     config.max_config_bytes = args.max_config_bytes;
     config.webhooks = Webhooks {
@@ -411,17 +435,21 @@ fn run(args: Args) -> Result<(), String> {
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
         }
-        let fsync = if args.in_memory {
-            "in-memory"
+        if args.postgres.is_some() {
+            tracing::info!(listen = %local, store = "postgres", "started");
         } else {
-            Fsync::from(args.fsync).name()
-        };
-        let data = if args.in_memory {
-            "(in memory)".to_owned()
-        } else {
-            data_dir.display().to_string()
-        };
-        tracing::info!(listen = %local, data_dir = %data, fsync, "started");
+            let fsync = if args.in_memory {
+                "in-memory"
+            } else {
+                Fsync::from(args.fsync).name()
+            };
+            let data = if args.in_memory {
+                "(in memory)".to_owned()
+            } else {
+                data_dir.display().to_string()
+            };
+            tracing::info!(listen = %local, data_dir = %data, fsync, "started");
+        }
         server
             .serve(listener, shutdown_signal())
             .await

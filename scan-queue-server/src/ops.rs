@@ -290,11 +290,12 @@ pub(crate) async fn complete_task(
         },
         None => None,
     };
-    let kept = app
-        .storage
-        .keep(upload, call.task)
-        .await
-        .map_err(store_failed)?;
+    // The storage could not make the file durable: like a record it could not keep, a
+    // failure to retry (503), not a refusal.
+    let kept = app.storage.keep(upload, call.task).await.map_err(|e| {
+        tracing::error!(error = %e, "could not keep an upload");
+        OpError::Unavailable
+    })?;
     let completed = app.transact(|state, now| {
         app.presence.saw_key(&state.queue, call.agent_key, now);
         let task = match state

@@ -5,7 +5,7 @@ use crate::app::App;
 use crate::clock::Clock;
 use crate::config::ServerConfig;
 use crate::state::State;
-use crate::storage::LocalStore;
+use crate::storage::{LocalStore, PgStore, Storage};
 use scan_queue::{KeySource, Queue};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -47,15 +47,23 @@ impl Server {
         clock: Clock,
     ) -> std::io::Result<Server> {
         config.check().map_err(std::io::Error::other)?;
-        let (store, state): (LocalStore, State) = LocalStore::open(
-            &config.data_dir,
-            config.durability.clone(),
-            config.queue.clone(),
-            keys,
-            clock.now_ms(),
-        )?;
-        let results_dir = store.results_dir().to_owned();
-        let app = App::new(state, Box::new(store), clock, config);
+        let (store, state, results_dir): (Box<dyn Storage>, State, PathBuf) =
+            if let Some(pg) = &config.postgres {
+                let (store, state) = PgStore::open(pg, config.queue.clone(), clock.now_ms())?;
+                let dir = store.staging_dir().to_owned();
+                (Box::new(store), state, dir)
+            } else {
+                let (store, state) = LocalStore::open(
+                    &config.data_dir,
+                    config.durability.clone(),
+                    config.queue.clone(),
+                    keys,
+                    clock.now_ms(),
+                )?;
+                let dir = store.results_dir().to_owned();
+                (Box::new(store), state, dir)
+            };
+        let app = App::new(state, store, clock, config);
         Ok(Server {
             app: Arc::new(app),
             results_dir,
@@ -86,6 +94,10 @@ impl Server {
             let app = Arc::clone(&self.app);
             async move { crate::webhook::run(&app).await }
         });
+        let storage = tokio::spawn({
+            let app = Arc::clone(&self.app);
+            async move { app.run_storage().await }
+        });
         let app = Arc::clone(&self.app);
         let stop = async move {
             tokio::select! {
@@ -105,6 +117,8 @@ impl Server {
         .await;
         timer.abort();
         webhooks.abort();
+        storage.abort();
+        let _ = storage.await;
         // Wait for them to be gone, so that dropping the server releases the data directory.
         let _ = timer.await;
         let _ = webhooks.await;
@@ -122,7 +136,8 @@ impl Server {
         QueueRead(self.app.lock())
     }
 
-    /// Where completed tasks' result files are.
+    /// Where completed tasks' result files are (with PostgreSQL: where uploads are staged on
+    /// their way into the database).
     pub fn results_dir(&self) -> &Path {
         &self.results_dir
     }

@@ -225,6 +225,11 @@ pub(crate) async fn run(app: &App) {
         }
     };
     loop {
+        if !app.is_active() {
+            // The active server delivers.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
         let now_ms = app.clock.now_ms();
         let (due, next_ms) = app.read(|s| {
             let mut due = Vec::new();

@@ -28,6 +28,14 @@ pub const UPDATE_SUCCEEDED: &str = "Successfully updated ScanQueueTask";
 pub const AGENT_KEY_NOT_RECOGNIZED: &str = "Scan agent secure key was not recognized.";
 /// Ours: the server failed in a way the caller cannot fix (details are in the server log).
 pub const INTERNAL_ERROR: &str = "Internal error; see the server log.";
+
+/// A standby's refusal, naming the active server when it knows it.
+pub fn standby(active: Option<&str>) -> String {
+    match active {
+        Some(url) => format!("This server is a standby; the active server is {url}"),
+        None => "This server is a standby and no server is active yet; retry shortly.".into(),
+    }
+}
 /// ThreadFix's `type` of a scan agent configuration document.
 pub const SCAN_CONFIG_TYPE: &str = "scanagtcfg";
 /// ThreadFix's `responseCode` in every envelope.

@@ -91,8 +91,8 @@ impl From<OpError> for Failure {
             OpError::Refused(message) => Failure::new(message),
             OpError::Unavailable => Failure::with_status(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "The server could not persist this change and is stopping; retry against the \
-                 restarted server.",
+                "The server could not persist this change; retry (against the active server, \
+                 if this one is stopping or a standby).",
             ),
         }
     }
@@ -204,6 +204,7 @@ pub(crate) fn router(app: Arc<App>, other: axum::Router<Arc<App>>) -> axum::Rout
             app.edge.request_timeout,
         ));
     other
+        .route("/ready", get(ready))
         .route("/rest/tasks/{op}", any(dispatch))
         .route("/rest/{version}/tasks/{op}", any(dispatch))
         .route("/threadfix/rest/tasks/{op}", any(dispatch))
@@ -213,12 +214,45 @@ pub(crate) fn router(app: Arc<App>, other: axum::Router<Arc<App>>) -> axum::Rout
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             app.edge.body_timeout,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&app),
+            standby_gate,
+        ))
         .layer(axum::middleware::map_response_with_state(
             Arc::clone(&app),
             count_request,
         ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .with_state(app)
+}
+
+/// `GET /ready`: 200 on a server that may change the state, 503 on a standby (a load
+/// balancer's health check).
+async fn ready(State(app): State<Arc<App>>) -> Response {
+    if app.is_active() {
+        (StatusCode::OK, "active\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "standby\n").into_response()
+    }
+}
+
+/// On a standby, every call but `/ready` and `/metrics` is refused with 503 and a failure
+/// envelope naming the active server.
+async fn standby_gate(
+    State(app): State<Arc<App>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    let standby = match app.storage.standby() {
+        Some(s) if path != "/ready" && path != "/metrics" => s,
+        _ => return next.run(request).await,
+    };
+    let failure = Failure::with_status(
+        StatusCode::SERVICE_UNAVAILABLE,
+        wire::standby(standby.active.as_deref()),
+    );
+    tagged(reply(Err(failure)), "standby", "standby")
 }
 
 /// What a response was, for `scan_queue_http_requests_total{endpoint, outcome}`: set by

@@ -62,7 +62,27 @@ pub(crate) async fn serve_result(app: &App, request: Request, endpoint: &'static
         set(&mut response, ETAG, &etag);
         return outcome(response, "ok");
     }
-    let ResultSource::File(path) = source;
+    let path = match source {
+        ResultSource::File(path) => path,
+        ResultSource::Stream(chunks) => {
+            // Whole files only (no ranges): the bytes come from the database as read.
+            let mut response = Response::new(axum::body::Body::from_stream(chunks));
+            set(
+                &mut response,
+                axum::http::header::CONTENT_LENGTH,
+                &record.size.to_string(),
+            );
+            set(&mut response, ETAG, &etag);
+            set(&mut response, CONTENT_TYPE, &record.served_content_type());
+            set(&mut response, X_CONTENT_TYPE_OPTIONS, "nosniff");
+            set(
+                &mut response,
+                CONTENT_DISPOSITION,
+                &format!("attachment; filename=\"{}\"", attachment_name(&record)),
+            );
+            return outcome(response, "ok");
+        }
+    };
     let served = tower_http::services::ServeFile::new(path)
         .oneshot(request)
         .await;

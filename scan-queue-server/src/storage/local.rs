@@ -217,7 +217,7 @@ fn parse_result_name(name: &str) -> Option<(TaskId, String)> {
 
 /// A file name safe on every file system: `[A-Za-z0-9._-]`, at most 64 bytes, never empty or
 /// a dot name.
-fn sanitize(name: &str) -> String {
+pub(super) fn sanitize(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or("");
     let clean: String = base
         .chars()

@@ -1,8 +1,8 @@
 //! The storage seam: everything durable goes through [`Storage`] — the log of [`Record`]s
 //! with its snapshots (which carry the scan configuration documents and result records), and
 //! the result files themselves. What the server decides lives in `state.rs` and `ops.rs`;
-//! where it is kept lives behind this trait. Today's implementation is [`LocalStore`], the
-//! data directory; another store (PostgreSQL) implements the same trait.
+//! where it is kept lives behind this trait: [`LocalStore`], the data directory, or
+//! [`PgStore`], PostgreSQL shared by an active server and its standbys.
 //!
 //! The contract, whatever the store:
 //! - [`append`](Storage::append) is called under the state's lock, which orders the records;
@@ -14,13 +14,18 @@
 //!   any that a crash left.
 //! - After a failure nothing more is acknowledged: [`failed`](Storage::failed) completes and
 //!   the server stops.
+//! - A replicated store may make this server a [`standby`](Storage::standby): it then accepts
+//!   no append (the server refuses calls) and [`run`](Storage::run) keeps the state current
+//!   from the active server's log, replacing it wholesale when needed.
 
 pub(crate) mod fs;
 pub(crate) mod journal;
 mod local;
+pub(crate) mod postgres;
 pub(crate) mod upload;
 
 pub(crate) use local::LocalStore;
+pub(crate) use postgres::PgStore;
 
 use crate::state::{Record, State};
 use scan_queue::TaskId;
@@ -29,10 +34,27 @@ use std::pin::Pin;
 use upload::{Kept, Upload};
 
 /// Where a result file can be read.
-#[derive(Debug)]
 pub(crate) enum ResultSource {
     /// A local file.
     File(std::path::PathBuf),
+    /// Its bytes, in order, fetched as they are read.
+    Stream(futures_util::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>),
+}
+
+impl std::fmt::Debug for ResultSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResultSource::File(path) => f.debug_tuple("File").field(path).finish(),
+            ResultSource::Stream(_) => f.write_str("Stream"),
+        }
+    }
+}
+
+/// This server is a standby: another one (or none yet) is active.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Standby {
+    /// The active server's advertised URL, when known.
+    pub(crate) active: Option<String>,
 }
 
 /// A boxed future, so that the trait can be used as `dyn Storage`.
@@ -69,4 +91,22 @@ pub(crate) trait Storage: Send + Sync + std::fmt::Debug {
     /// Removes result files whose records were deleted, once that deletion is durable (a
     /// crash before leaves files that no record names: removed at the next start).
     fn remove_results(&self, files: Vec<String>) -> BoxFuture<'_, ()>;
+
+    /// What the store does beside requests, for as long as the server serves: a replicated
+    /// store's election and, on a standby, keeping `state` current (under its lock, never
+    /// across I/O); `took_over` is called when this server becomes active. By default
+    /// nothing.
+    fn run<'a>(
+        &'a self,
+        state: &'a parking_lot::Mutex<State>,
+        took_over: &'a (dyn Fn() + Send + Sync),
+    ) -> BoxFuture<'a, ()> {
+        let _ = (state, took_over);
+        Box::pin(std::future::pending())
+    }
+
+    /// `Some` while this server is a standby (no change may be made here). By default never.
+    fn standby(&self) -> Option<Standby> {
+        None
+    }
 }

@@ -1,0 +1,190 @@
+//! The PostgreSQL store over real HTTP and a real PostgreSQL (see `pg/mod.rs`): the state and
+//! result files live in the database; a second server on it is a standby (`/ready` 503, calls
+//! refused with 503 naming the active server) that keeps its state current and takes over
+//! when the active one stops; a restarted server finds everything.
+
+mod common;
+mod pg;
+
+use common::*;
+use reqwest::StatusCode;
+use scan_queue_server::Postgres;
+use std::time::{Duration, Instant};
+
+const ZAP: &str = "OWASP Zed Attack Proxy";
+
+async fn on(pg: &pg::Pg, name: &str) -> TestServer {
+    let url = pg.url();
+    TestServer::start_with(|c| {
+        let mut pg = Postgres::new(&url, format!("http://{name}.invalid:8080")).unwrap();
+        // Snapshots (and the log rows they replace removed) every few records: standbys
+        // must rebuild from them.
+        pg.snapshot_every_events = 3;
+        c.postgres = Some(pg);
+    })
+    .await
+}
+
+async fn ready(s: &TestServer) -> StatusCode {
+    s.http
+        .get(format!("{}/ready", s.origin))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn wait_until_active(s: &TestServer) {
+    let start = Instant::now();
+    while ready(s).await != StatusCode::OK {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no take-over within 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn download(s: &TestServer, id: u64) -> (StatusCode, Vec<u8>) {
+    let r = s
+        .http
+        .get(format!(
+            "{}/threadfix/rest/latest/tasks/{id}/result",
+            s.origin
+        ))
+        .header("Authorization", format!("APIKEY {API_KEY}"))
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.bytes().await.unwrap().to_vec())
+}
+
+/// A report of `len` bytes, well-formed XML, not repeating itself in 256 KiB.
+fn report(len: usize) -> Vec<u8> {
+    let mut bytes = b"<report>".to_vec();
+    let mut i: u64 = 0;
+    while bytes.len() + 10 < len {
+        i += 1;
+        bytes.extend_from_slice(format!("<f n=\"{i}\"/>").as_bytes());
+    }
+    bytes.extend_from_slice(b"</report>");
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_lives_in_postgres_and_a_standby_takes_over() {
+    let Some(pg) = pg::Pg::start("the_state_lives_in_postgres_and_a_standby_takes_over") else {
+        return;
+    };
+    let a = on(&pg, "a").await;
+    wait_until_active(&a).await;
+    let b = on(&pg, "b").await;
+
+    // Work on the active server: a task completed with a file of several chunks.
+    let id = a.queue_scan("zap").await;
+    let agent = a.agent_key().await;
+    let (taken, key) = a.request_task(&agent, ZAP).await.unwrap();
+    assert_eq!(taken, id);
+    let file = report(700 * 1024);
+    let r = a
+        .multipart("completeTask", complete_form(id, &agent, &key, &file))
+        .await;
+    assert_eq!(r["object"]["statusString"], "COMPLETE_SUCCESSFUL", "{r}");
+    assert_eq!(download(&a, id).await, (StatusCode::OK, file.clone()));
+    assert_eq!(pg.psql("SELECT count(*) FROM sq_result_chunk"), "3");
+    assert_eq!(pg.psql("SELECT count(*) FROM sq_snapshot"), "1");
+    let log: u64 = pg.psql("SELECT count(*) FROM sq_log").parse().unwrap();
+    assert!(
+        log <= 6,
+        "log rows before the last two snapshots are removed: {log}"
+    );
+
+    // The standby refuses, naming the active server, and follows its log.
+    assert_eq!(ready(&b).await, StatusCode::SERVICE_UNAVAILABLE);
+    let refused = b
+        .http
+        .get(b.url("requestScanAgentKey"))
+        .header("Authorization", format!("APIKEY {API_KEY}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let refused = json(refused).await;
+    assert_failure(
+        &refused,
+        "This server is a standby; the active server is http://a.invalid:8080",
+    );
+    let start = Instant::now();
+    while b
+        .server
+        .queue()
+        .task(scan_queue::TaskId(id))
+        .map(|t| t.status())
+        != Some(scan_queue::TaskStatus::CompleteSuccessful)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the standby does not follow the log"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The active server stops: the standby takes over, with the same keys, ids and files.
+    a.stop().await;
+    wait_until_active(&b).await;
+    assert_eq!(download(&b, id).await, (StatusCode::OK, file.clone()));
+    let next = b.queue_scan("zap").await;
+    assert_eq!(next, id + 1, "ids continue");
+    let (taken, key) = b.request_task(&agent, ZAP).await.unwrap();
+    assert_eq!(taken, next);
+    let r = b.update(next, "half way", &agent, &key).await;
+    assert_eq!(r["success"], true, "{r}");
+
+    // A server started later on the database (b still active) stands by with everything.
+    let c = on(&pg, "c").await;
+    let start = Instant::now();
+    while c.server.queue().task(scan_queue::TaskId(next)).is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the new standby does not catch up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(ready(&c).await, StatusCode::SERVICE_UNAVAILABLE);
+    b.stop().await;
+    wait_until_active(&c).await;
+    let r = c.complete(next, &agent, &key).await;
+    assert_eq!(r["object"]["statusString"], "COMPLETE_SUCCESSFUL", "{r}");
+    assert_eq!(download(&c, id).await, (StatusCode::OK, file));
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_completion_keeps_no_file_in_postgres() {
+    let Some(pg) = pg::Pg::start("a_refused_completion_keeps_no_file_in_postgres") else {
+        return;
+    };
+    let a = on(&pg, "a").await;
+    wait_until_active(&a).await;
+    let id = a.queue_scan("zap").await;
+    let agent = a.agent_key().await;
+    let (_, key) = a.request_task(&agent, ZAP).await.unwrap();
+    // A refused completion (a wrong task key) keeps no file.
+    let r = a
+        .multipart(
+            "completeTask",
+            complete_form(id, &agent, "wrong-key", &report(1000)),
+        )
+        .await;
+    assert_eq!(r["success"], false, "{r}");
+    assert_eq!(pg.psql("SELECT count(*) FROM sq_result_file"), "0");
+    let r = a
+        .multipart(
+            "completeTask",
+            complete_form(id, &agent, &key, &report(1000)),
+        )
+        .await;
+    assert_eq!(r["success"], true, "{r}");
+    assert_eq!(pg.psql("SELECT count(*) FROM sq_result_file"), "1");
+    a.stop().await;
+}
