@@ -120,13 +120,9 @@ async fn start_browser(driver: &Driver, profile: &Path) -> Client {
         .expect("start a Chromium session")
 }
 
+/// The text at `css`, found again if the live refresh replaced the element meanwhile.
 async fn text(c: &Client, css: &str) -> String {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .text()
-        .await
-        .unwrap()
+    wait_text(c, css, |_| true).await
 }
 
 /// Waits until the text at `css` satisfies `ok`.
@@ -151,23 +147,18 @@ async fn count(c: &Client, status: &str) -> u64 {
         .unwrap()
 }
 
+/// The ids of the listed rows, read in one script: the page's live refresh replaces rows,
+/// so element handles found one call earlier may already be stale.
 async fn row_ids(c: &Client) -> Vec<u64> {
-    let mut out = Vec::new();
-    for row in c
-        .find_all(Locator::Css("#tasks tr[data-task-id]"))
+    let ids = c
+        .execute(
+            "return Array.from(document.querySelectorAll('#tasks tr[data-task-id]'), \
+             r => Number(r.dataset.taskId));",
+            vec![],
+        )
         .await
-        .unwrap()
-    {
-        out.push(
-            row.attr("data-task-id")
-                .await
-                .unwrap()
-                .unwrap()
-                .parse()
-                .unwrap(),
-        );
-    }
-    out
+        .unwrap();
+    serde_json::from_value(ids).unwrap()
 }
 
 /// No dialog is open and nothing injected exists or ran.
@@ -222,6 +213,37 @@ async fn take(s: &TestServer, agent: &str, scanners: &str, config: &str) -> (u64
 const MINUTE_MS: u64 = 60_000;
 
 /// The walk-through, as an operator would do it.
+/// Chooses a status and a scanner in the filter form, submits it and waits for the filtered
+/// page: the heading already says "Tasks" before it loads, so wait for its URL too.
+async fn filter(c: &Client, status: &str, scanner: &str) {
+    let form = c.find(Locator::Css("#filter")).await.unwrap();
+    form.find(Locator::Css("select[name=status]"))
+        .await
+        .unwrap()
+        .select_by_value(status)
+        .await
+        .unwrap();
+    form.find(Locator::Css("select[name=scanner]"))
+        .await
+        .unwrap()
+        .select_by_value(scanner)
+        .await
+        .unwrap();
+    form.find(Locator::Css("button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let want = format!("status={status}");
+    let started = Instant::now();
+    while !c.current_url().await.unwrap().as_str().contains(&want) {
+        assert!(started.elapsed() < WAIT, "the filter {want} never applied");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_text(c, "#list h2", |t| t == "Tasks").await;
+}
+
 async fn walk_through(c: Client, s: TestServer, screenshot: PathBuf) {
     let origin = s.origin.clone();
     // An hour of history for the chart: scans queued, agents at work.
@@ -302,67 +324,14 @@ async fn walk_through(c: Client, s: TestServer, screenshot: PathBuf) {
     assert_eq!(row_ids(&c).await.first(), Some(&new));
 
     // Filter by status and scanner.
-    c.find(Locator::Css("#filter select[name=status]"))
-        .await
-        .unwrap()
-        .select_by_value("QUEUED")
-        .await
-        .unwrap();
-    c.find(Locator::Css("#filter select[name=scanner]"))
-        .await
-        .unwrap()
-        .select_by_value("Burp Suite Pro")
-        .await
-        .unwrap();
-    c.find(Locator::Css("#filter button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    // The heading may already say "Tasks" before the filtered page loads: wait for its URL.
-    let started = Instant::now();
-    while !c
-        .current_url()
-        .await
-        .unwrap()
-        .as_str()
-        .contains("status=QUEUED")
-    {
-        assert!(started.elapsed() < WAIT, "the filter never applied");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    wait_text(&c, "#list h2", |t| t == "Tasks").await;
+    filter(&c, "QUEUED", "Burp Suite Pro").await;
     assert_eq!(row_ids(&c).await, [5]); // task 4 is held by the burp agent
     assert_eq!(text(&c, "#tasks td.scanner").await, "Burp Suite Pro");
-    c.find(Locator::Css("#filter select[name=status]"))
-        .await
-        .unwrap()
-        .select_by_value("COMPLETE_FAILED")
-        .await
-        .unwrap();
-    c.find(Locator::Css("#filter select[name=scanner]"))
-        .await
-        .unwrap()
-        .select_by_value("")
-        .await
-        .unwrap();
-    c.find(Locator::Css("#filter button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    wait_text(&c, "#list h2", |t| t == "Tasks").await;
+    filter(&c, "COMPLETE_FAILED", "").await;
     assert_eq!(row_ids(&c).await, [failed]);
 
     // Open the failed task: the agent's reason, as text; nothing it sent ran.
-    c.find(Locator::Css(".task-link"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, ".task-link").await;
     let history = wait_text(&c, "#messages", |t| t.contains("failed client-side")).await;
     assert!(history.contains(&format!(
         "ScanAgent reported that the scan task: {failed} had failed client-side for the following reason: {reason}"
@@ -564,13 +533,22 @@ async fn save(c: &Client, dir: &Path, name: &str) {
     std::fs::write(dir.join(name), png).unwrap();
 }
 
+/// Clicks the element at `css`, finding it again if the live refresh replaced it between the
+/// find and the click (a stale element reference).
 async fn click(c: &Client, css: &str) {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .click()
-        .await
-        .unwrap();
+    let started = Instant::now();
+    loop {
+        let found = c.find(Locator::Css(css)).await;
+        let err = match found {
+            Ok(e) => match e.click().await {
+                Ok(_) => return,
+                Err(e) => e,
+            },
+            Err(e) => e,
+        };
+        assert!(started.elapsed() < WAIT, "{css}: {err}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn status_of(c: &Client, id: u64) -> String {
