@@ -11,6 +11,7 @@ use scan_queue_server::{
     ApiKey, AuthThrottle, Durability, Edge, Fsync, Postgres, Retention, Scanner, Scanners, Server,
     ServerConfig, TlsFiles, Webhook, WebhookSecret, Webhooks,
 };
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -154,6 +155,16 @@ struct Args {
         conflicts_with = "in_memory"
     )]
     postgres: Option<String>,
+
+    /// With --postgres and sslmode=require in its connection string: CA certificates (PEM)
+    /// that may sign the database's certificate, beside the system's roots.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "SCAN_QUEUE_POSTGRES_CA",
+        requires = "postgres"
+    )]
+    postgres_ca: Option<PathBuf>,
 
     /// With --postgres: this server's URL as clients reach it, named by standbys when they
     /// refuse a call (by default http://<--listen>).
@@ -347,8 +358,16 @@ fn run(args: Args) -> Result<(), String> {
             .advertise_url
             .clone()
             .unwrap_or_else(|| format!("http://{}", args.listen));
-        config.postgres =
-            Some(Postgres::new(url, advertise).map_err(|e| format!("--postgres: {e}"))?);
+        let mut pg = Postgres::new(url, advertise).map_err(|e| format!("--postgres: {e}"))?;
+        if let Some(path) = &args.postgres_ca {
+            let what = |e: String| format!("--postgres-ca {}: {e}", path.display());
+            let mut pem = Vec::new();
+            std::fs::File::open(path)
+                .and_then(|f| f.take(1 << 20).read_to_end(&mut pem))
+                .map_err(|e| what(e.to_string()))?;
+            pg.trust_ca_pem(&pem).map_err(what)?;
+        }
+        config.postgres = Some(pg);
     }
     config.max_upload_bytes = args.max_upload_bytes;
     config.max_config_bytes = args.max_config_bytes;

@@ -46,6 +46,32 @@ fn help_describes_every_flag() {
     assert!(!bad.status.success());
 }
 
+#[test]
+fn a_postgres_ca_file_that_is_no_certificate_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "not a certificate").unwrap();
+    for file in [ca.clone(), dir.path().join("missing.pem")] {
+        let out = Command::new(BIN)
+            .args([
+                "--postgres",
+                "postgresql://u:secret@127.0.0.1:1/db?sslmode=require",
+            ])
+            .arg("--postgres-ca")
+            .arg(&file)
+            .args(["--listen", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains(&format!("--postgres-ca {}", file.display())),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("secret"), "{stderr}");
+    }
+}
+
 struct Running {
     child: Child,
     origin: String,

@@ -188,3 +188,75 @@ async fn a_refused_completion_keeps_no_file_in_postgres() {
     assert_eq!(pg.psql("SELECT count(*) FROM sq_result_file"), "1");
     a.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_postgres_is_verified() {
+    let Some(pg) = pg::Pg::start("tls_to_postgres_is_verified") else {
+        return;
+    };
+    let ca = pg.require_tls();
+    let url = format!("{}?sslmode=require", pg.url());
+    let start = |name: &'static str, ca: Option<String>| {
+        let url = url.clone();
+        TestServer::start_with(move |c| {
+            let mut pg = Postgres::new(&url, format!("http://{name}.invalid")).unwrap();
+            if let Some(ca) = ca {
+                assert_eq!(pg.trust_ca_pem(ca.as_bytes()), Ok(1));
+            }
+            c.postgres = Some(pg);
+        })
+    };
+    // Plain TCP is refused by this cluster, and a server that does not trust its certificate
+    // ends every handshake itself: neither ever gets a session.
+    let plain = TestServer::start_with(|c| {
+        let url = format!("{}?sslmode=disable", pg.url());
+        c.postgres = Some(Postgres::new(&url, "http://plain.invalid").unwrap());
+    })
+    .await;
+    let untrusting = start("untrusting", None).await;
+    let started = Instant::now();
+    while !(pg.log().contains("rejects connection for host \"127.0.0.1\", user \"postgres\", database \"postgres\", no encryption") && pg.log().contains("unknown ca")) {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "both refusals never logged:\n{}",
+            pg.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // With the CA: active, over TLS, results and all.
+    let trusting = start("trusting", Some(ca)).await;
+    wait_until_active(&trusting).await;
+    let id = trusting.queue_scan("zap").await;
+    let agent = trusting.agent_key().await;
+    let (_, key) = trusting.request_task(&agent, ZAP).await.unwrap();
+    let file = report(300_000);
+    let r = trusting
+        .multipart("completeTask", complete_form(id, &agent, &key, &file))
+        .await;
+    assert_eq!(r["success"], true, "{r}");
+    assert_eq!(download(&trusting, id).await, (StatusCode::OK, file));
+    let sessions = |name: &str| {
+        pg.psql(&format!(
+            "SELECT count(*) FILTER (WHERE ssl), count(*) FROM pg_stat_activity \
+             JOIN pg_stat_ssl USING (pid) WHERE application_name = 'scan-queue http://{name}.invalid'"
+        ))
+    };
+    let tls = sessions("trusting");
+    let (with_tls, all) = tls.split_once('|').unwrap();
+    assert!(all != "0" && with_tls == all, "TLS sessions | all: {tls}");
+    assert_eq!(sessions("untrusting"), "0|0");
+    assert_eq!(sessions("plain"), "0|0");
+    for s in [&plain, &untrusting] {
+        assert_eq!(ready(s).await, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    for s in [plain, untrusting, trusting] {
+        s.stop().await;
+    }
+}
+
+#[test]
+fn a_ca_file_without_certificates_is_refused() {
+    let mut pg = Postgres::new("postgresql://u@127.0.0.1/db?sslmode=require", "http://x").unwrap();
+    assert!(pg.trust_ca_pem(b"not a certificate").is_err());
+    assert!(pg.trust_ca_pem(b"").is_err());
+}

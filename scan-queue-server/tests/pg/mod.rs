@@ -182,6 +182,77 @@ impl Pg {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+
+    /// The server log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+
+    /// Turns TLS on with a certificate for 127.0.0.1 signed by a new CA, and refuses plain TCP
+    /// from then on (Unix sockets still work). Returns the CA certificate, PEM.
+    pub fn require_tls(&self) -> String {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "scan-queue test CA");
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        let data = self.data();
+        std::fs::write(data.join("server.crt"), cert.pem()).unwrap();
+        std::fs::write(data.join("server.key"), key.serialize_pem()).unwrap();
+        let hba = data.join("pg_hba.conf");
+        let rules = std::fs::read_to_string(&hba).unwrap();
+        std::fs::write(&hba, format!("hostnossl all all all reject\n{rules}")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        if self.as_postgres {
+            let ok = Command::new("chown")
+                .arg("postgres:postgres")
+                .args([data.join("server.crt"), data.join("server.key"), hba])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "chown the certificate to postgres");
+        }
+        // Over the Unix socket: plain TCP is about to be refused.
+        self.psql_on_socket("ALTER SYSTEM SET ssl = on");
+        self.psql_on_socket("SELECT pg_reload_conf()");
+        ca.pem()
+    }
+
+    fn psql_on_socket(&self, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-U",
+                "postgres",
+                "-h",
+            ])
+            .arg(self.dir.path())
+            .args(["-p", &self.port.to_string(), "-c", sql])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
 }
 
 impl Drop for Pg {

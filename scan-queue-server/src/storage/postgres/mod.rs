@@ -29,7 +29,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{Notify, watch};
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::config::SslMode;
+use tokio_postgres::{AsyncMessage, Client};
+use tokio_postgres_rustls::MakeRustlsConnect;
+use tokio_rustls::rustls;
 
 mod embedded {
     refinery::embed_migrations!("src/storage/postgres/migrations");
@@ -66,6 +69,8 @@ const ORPHAN_AGE_SECS: i64 = 60;
 #[derive(Clone)]
 pub struct Postgres {
     config: tokio_postgres::Config,
+    /// The certificates that may vouch for the database's (`sslmode=require`).
+    roots: rustls::RootCertStore,
     /// The URL clients should use to reach this server; standbys name the active server's in
     /// their refusals.
     pub advertise_url: String,
@@ -100,11 +105,48 @@ impl Postgres {
             .application_name(&name)
             .connect_timeout(IO_TIMEOUT)
             .keepalives_idle(Duration::from_secs(10));
+        // TLS when the string asks for it (`sslmode=require`), and then always verified: the
+        // certificate must chain to a trusted root and name the host. tokio-postgres's default,
+        // `prefer`, would try TLS with any server that offers it, and Debian's default cluster
+        // offers a self-signed one that no verification accepts: here it means plain TCP.
+        if config.get_ssl_mode() == SslMode::Prefer {
+            config.ssl_mode(SslMode::Disable);
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        if config.get_ssl_mode() == SslMode::Require {
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        }
         Ok(Postgres {
             config,
+            roots,
             advertise_url,
             snapshot_every_events: 10_000,
         })
+    }
+
+    /// Also trusts the CA certificates in `pem` (PEM text, as in `--postgres-ca`) for the
+    /// database's certificate, beside the system's roots. Returns how many it added.
+    pub fn trust_ca_pem(&mut self, pem: &[u8]) -> Result<usize, String> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let certs = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("not PEM certificates: {e}"))?;
+        match self.roots.add_parsable_certificates(certs) {
+            (0, _) => Err("no usable CA certificate in it".to_owned()),
+            (added, _) => Ok(added),
+        }
+    }
+
+    /// The TLS connector for `sslmode=require` (unused otherwise): ring, as the HTTPS edge.
+    fn tls(&self) -> MakeRustlsConnect {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("ring supports rustls's default protocol versions")
+            .with_root_certificates(self.roots.clone())
+            .with_no_client_auth();
+        MakeRustlsConnect::new(config)
     }
 }
 
@@ -137,9 +179,9 @@ struct Log {
 }
 
 /// The state in PostgreSQL, as a [`Storage`]. See the module docs.
-#[derive(Debug)]
 pub(crate) struct PgStore {
     pg: Postgres,
+    tls: MakeRustlsConnect,
     queue_config: scan_queue::Config,
     log: Mutex<Log>,
     /// Wakes the writer.
@@ -199,6 +241,7 @@ impl PgStore {
         });
         let store = PgStore {
             pg: pg.clone(),
+            tls: pg.tls(),
             queue_config,
             log: Mutex::new(Log {
                 dirty: true,
@@ -211,6 +254,7 @@ impl PgStore {
             boot_ms: now_ms,
             files: Arc::new(Pool {
                 config: pg.config.clone(),
+                tls: pg.tls(),
                 idle: Mutex::new(Vec::new()),
                 permits: Arc::new(tokio::sync::Semaphore::new(FILE_CONNECTIONS)),
             }),
@@ -225,7 +269,7 @@ impl PgStore {
 
     async fn connect(&self) -> PgResult<(Client, Events)> {
         let (client, mut connection) =
-            tokio::time::timeout(IO_TIMEOUT, self.pg.config.connect(NoTls))
+            tokio::time::timeout(IO_TIMEOUT, self.pg.config.connect(self.tls.clone()))
                 .await
                 .map_err(|_| "connecting timed out")??;
         let notified = Arc::new(Notify::new());
@@ -647,9 +691,9 @@ impl PgStore {
 }
 
 /// Connections for result files: at most [`FILE_CONNECTIONS`] in use, idle ones reused.
-#[derive(Debug)]
 struct Pool {
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     idle: Mutex<Vec<Client>>,
     permits: Arc<tokio::sync::Semaphore>,
 }
@@ -669,7 +713,7 @@ impl Pool {
             Some(client) => client,
             None => {
                 let (client, connection) =
-                    tokio::time::timeout(IO_TIMEOUT, self.config.connect(NoTls))
+                    tokio::time::timeout(IO_TIMEOUT, self.config.connect(self.tls.clone()))
                         .await
                         .map_err(|_| "connecting timed out")??;
                 tokio::spawn(async move {
@@ -733,6 +777,14 @@ fn decode(rows: &[tokio_postgres::Row], last: u64) -> PgResult<Vec<Record>> {
 fn fresh_keys() -> KeySource {
     use rand::SeedableRng;
     KeySource::from_rng(rand_chacha::ChaCha20Rng::from_os_rng())
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("pg", &self.pg)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Storage for PgStore {
