@@ -133,11 +133,12 @@ struct Args {
     #[arg(long, value_name = "MS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=1000))]
     fsync_batch_ms: u64,
 
-    /// Take a snapshot (and drop the journal before it) after this many changes.
-    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
-    snapshot_every: u64,
+    /// Take a snapshot (and drop the journal before it) after this many changes [default:
+    /// 100000; 10000 with --postgres, where the log is rows].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    snapshot_every: Option<u64>,
 
-    /// Take a snapshot at least this often while changes happen.
+    /// Take a snapshot at least this often while changes happen (data dir only).
     #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     snapshot_every_secs: u64,
 
@@ -350,7 +351,7 @@ fn run(args: Args) -> Result<(), String> {
     config.durability = (!args.in_memory).then(|| Durability {
         fsync: args.fsync.into(),
         batch_delay: std::time::Duration::from_millis(args.fsync_batch_ms),
-        snapshot_every_events: args.snapshot_every,
+        snapshot_every_events: args.snapshot_every.unwrap_or(100_000),
         snapshot_every: std::time::Duration::from_secs(args.snapshot_every_secs),
     });
     if let Some(url) = &args.postgres {
@@ -366,6 +367,9 @@ fn run(args: Args) -> Result<(), String> {
                 .and_then(|f| f.take(1 << 20).read_to_end(&mut pem))
                 .map_err(|e| what(e.to_string()))?;
             pg.trust_ca_pem(&pem).map_err(what)?;
+        }
+        if let Some(n) = args.snapshot_every {
+            pg.snapshot_every_events = n;
         }
         config.postgres = Some(pg);
     }

@@ -43,6 +43,8 @@ pub(crate) struct Kept {
     pub(crate) webhooks_pending: u64,
     pub(crate) webhooks_delivered: u64,
     pub(crate) webhooks_given_up: u64,
+    /// Whether this server may change the queue (a PostgreSQL standby may not).
+    pub(crate) active: bool,
 }
 
 /// The queue's depth during one minute (the last value seen in that minute).
@@ -215,6 +217,11 @@ impl Metrics {
                 "scan_queue_webhook_deliveries_pending",
                 "Webhook deliveries waiting in the outbox (retrying included).",
                 kept.webhooks_pending,
+            ),
+            (
+                "scan_queue_active",
+                "1 on the server that changes the queue (always with a data dir), 0 on a PostgreSQL standby.",
+                u64::from(kept.active),
             ),
         ] {
             let gauge = IntGauge::new(name, help)?;

@@ -79,6 +79,8 @@ impl Node {
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .args(["--advertise-url", &self.url])
             .args(["--api-key", NODE_KEY])
+            // Snapshots every few records: servers restarted after a kill rebuild from them.
+            .args(["--snapshot-every", "5"])
             .env("SCAN_QUEUE_POSTGRES", database)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -597,6 +599,12 @@ async fn sigkill_the_active_server_ten_times_loses_nothing_acknowledged() {
         failovers[failovers.len() / 2],
         failovers[failovers.len() - 1]
     );
+    let snapshot: u64 = cluster
+        .pg
+        .psql("SELECT coalesce(max(seq), 0) FROM sq_snapshot")
+        .parse()
+        .unwrap();
+    assert!(snapshot > 0, "no snapshot after ten fail-overs");
     verify(cluster, acked, stop, handles).await;
 }
 

@@ -101,6 +101,13 @@ async fn the_state_lives_in_postgres_and_a_standby_takes_over() {
 
     // The standby refuses, naming the active server, and follows its log.
     assert_eq!(ready(&b).await, StatusCode::SERVICE_UNAVAILABLE);
+    let active = |text: String| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("scan_queue_active "))
+            .map(str::to_owned)
+    };
+    assert_eq!(active(a.metrics_text().await).as_deref(), Some("1"));
+    assert_eq!(active(b.metrics_text().await).as_deref(), Some("0"));
     let refused = b
         .http
         .get(b.url("requestScanAgentKey"))

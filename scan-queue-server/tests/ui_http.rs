@@ -476,6 +476,16 @@ async fn metrics_parse_as_prometheus_text_and_match_the_queue() {
         scrape.docs.get("scan_queue_tasks").map(String::as_str),
         Some("Retained tasks per status (finished tasks until evicted).")
     );
+    assert_eq!(value(&scrape, "scan_queue_active", None), 1.0);
+    // Every metric printed is in the README's table.
+    let readme = include_str!("../../README.md");
+    let table = &readme[readme.find("| metric | type | what |").unwrap()..];
+    for name in scrape.docs.keys() {
+        assert!(
+            table.contains(&format!("`{name}`")) || table.contains(&format!("`{name}{{")),
+            "{name} is not in the README's metrics table"
+        );
+    }
     s.stop().await;
 }
 

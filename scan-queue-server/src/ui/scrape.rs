@@ -62,6 +62,7 @@ pub(crate) async fn scrape(State(app): State<Arc<App>>, request: Request) -> Res
             webhooks_pending: pending as u64,
             webhooks_delivered: delivered,
             webhooks_given_up: given_up,
+            active: app.is_active(),
         };
         (s.queue.stats(), kept)
     });
