@@ -267,3 +267,81 @@ fn a_ca_file_without_certificates_is_refused() {
     assert!(pg.trust_ca_pem(b"not a certificate").is_err());
     assert!(pg.trust_ca_pem(b"").is_err());
 }
+
+/// Status, `Content-Range` and body of a download with `Range: range`.
+async fn ranged(s: &TestServer, id: u64, range: &str) -> (StatusCode, Option<String>, Vec<u8>) {
+    let r = s
+        .http
+        .get(format!(
+            "{}/threadfix/rest/latest/tasks/{id}/result",
+            s.origin
+        ))
+        .header("Authorization", format!("APIKEY {API_KEY}"))
+        .header("Range", range)
+        .send()
+        .await
+        .unwrap();
+    let content_range = r
+        .headers()
+        .get("content-range")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (r.status(), content_range, r.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn byte_ranges_from_postgres_answer_as_from_a_data_dir() {
+    let Some(pg) = pg::Pg::start("byte_ranges_from_postgres_answer_as_from_a_data_dir") else {
+        return;
+    };
+    let on_pg = on(&pg, "a").await;
+    wait_until_active(&on_pg).await;
+    let on_disk = TestServer::start().await;
+    let file = report(700 * 1024); // three chunks of 256 KiB in PostgreSQL
+    let mut ids = Vec::new();
+    for s in [&on_pg, &on_disk] {
+        let id = s.queue_scan("zap").await;
+        let agent = s.agent_key().await;
+        let (_, key) = s.request_task(&agent, ZAP).await.unwrap();
+        let r = s
+            .multipart("completeTask", complete_form(id, &agent, &key, &file))
+            .await;
+        assert_eq!(r["success"], true, "{r}");
+        ids.push(id);
+    }
+    let size = file.len();
+    let chunk = 256 * 1024;
+    for (range, want) in [
+        ("bytes=0-4", Some(0..5)),
+        ("bytes=262140-262150", Some(chunk - 4..chunk + 7)), // across a chunk's end
+        ("bytes=262144-524288", Some(chunk..2 * chunk + 1)),
+        ("bytes=600000-", Some(600_000..size)),
+        ("bytes=-100", Some(size - 100..size)),
+        ("bytes=10-99999999", Some(10..size)),
+        ("bytes=99999999-", None),
+        ("bytes=0-1,5-9", None),
+        ("bytes=9-1", None),
+        ("pages=1", None),
+    ] {
+        let from_pg = ranged(&on_pg, ids[0], range).await;
+        let from_disk = ranged(&on_disk, ids[1], range).await;
+        assert_eq!(from_pg.0, from_disk.0, "{range}");
+        assert_eq!(from_pg.1, from_disk.1, "{range}");
+        match want {
+            Some(want) => {
+                assert_eq!(from_pg.0, StatusCode::PARTIAL_CONTENT, "{range}");
+                let header = format!("bytes {}-{}/{size}", want.start, want.end - 1);
+                assert_eq!(from_pg.1, Some(header), "{range}");
+                assert!(from_pg.2 == file[want.clone()], "{range}: other bytes");
+                assert!(from_disk.2 == file[want], "{range}: other bytes from disk");
+            }
+            None => {
+                assert_eq!(from_pg.0, StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
+                assert_eq!(from_pg.1, Some(format!("bytes */{size}")), "{range}");
+            }
+        }
+    }
+    // No range: the whole file.
+    assert_eq!(download(&on_pg, ids[0]).await, (StatusCode::OK, file));
+    on_pg.stop().await;
+    on_disk.stop().await;
+}

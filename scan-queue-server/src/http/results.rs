@@ -64,29 +64,15 @@ pub(crate) async fn serve_result(app: &App, request: Request, endpoint: &'static
     }
     let path = match source {
         ResultSource::File(path) => path,
-        ResultSource::Stream(chunks) => {
-            // Whole files only (no ranges): the bytes come from the database as read.
-            let mut response = Response::new(axum::body::Body::from_stream(chunks));
-            set(
-                &mut response,
-                axum::http::header::CONTENT_LENGTH,
-                &record.size.to_string(),
-            );
-            set(&mut response, ETAG, &etag);
-            set(&mut response, CONTENT_TYPE, &record.served_content_type());
-            set(&mut response, X_CONTENT_TYPE_OPTIONS, "nosniff");
-            set(
-                &mut response,
-                CONTENT_DISPOSITION,
-                &format!("attachment; filename=\"{}\"", attachment_name(&record)),
-            );
-            return outcome(response, "ok");
+        ResultSource::Stream(from) => {
+            let response = stream_range(&request, record.size, from);
+            return outcome(headed(response, &record, &etag), "ok");
         }
     };
     let served = tower_http::services::ServeFile::new(path)
         .oneshot(request)
         .await;
-    let mut response = match served {
+    let response = match served {
         Ok(r) if r.status() == StatusCode::NOT_FOUND => {
             tracing::error!(task, file = %record.file, "a result's file is missing");
             return fail(
@@ -98,15 +84,84 @@ pub(crate) async fn serve_result(app: &App, request: Request, endpoint: &'static
         Ok(r) => r.map(axum::body::Body::new),
         Err(never) => match never {},
     };
-    set(&mut response, ETAG, &etag);
+    outcome(headed(response, &record, &etag), "ok")
+}
+
+/// A result's headers on its file's `response`.
+fn headed(mut response: Response, record: &ResultRecord, etag: &str) -> Response {
+    set(&mut response, ETAG, etag);
     set(&mut response, CONTENT_TYPE, &record.served_content_type());
     set(&mut response, X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(
         &mut response,
         CONTENT_DISPOSITION,
-        &format!("attachment; filename=\"{}\"", attachment_name(&record)),
+        &format!("attachment; filename=\"{}\"", attachment_name(record)),
     );
-    outcome(response, "ok")
+    response
+}
+
+/// A streamed file of `size` bytes (`from` reads it from an offset), whole or the one range
+/// the request asks for, answered as tower-http's `ServeFile` answers for a local file: 206
+/// with `Content-Range`, or 416 for a range it cannot serve (several ranges included).
+fn stream_range(
+    request: &Request,
+    size: u64,
+    from: Box<dyn FnOnce(u64) -> crate::storage::ByteStream + Send>,
+) -> Response {
+    use axum::http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, RANGE};
+    use futures_util::StreamExt;
+    let range = request.headers().get(RANGE).map(|v| {
+        v.to_str()
+            .map_err(|_| ())
+            .and_then(|v| http_range_header::parse_range_header(v).map_err(|_| ()))
+            .and_then(|r| r.validate(size).map_err(|_| ()))
+    });
+    let (status, start, len) = match range.as_ref().map(|r| r.as_deref()) {
+        None => (StatusCode::OK, 0, size),
+        Some(Ok([range])) => (
+            StatusCode::PARTIAL_CONTENT,
+            *range.start(),
+            if size == 0 {
+                0
+            } else {
+                range.end() - range.start() + 1
+            },
+        ),
+        Some(_) => {
+            let mut response = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+            set(&mut response, CONTENT_RANGE, &format!("bytes */{size}"));
+            return response;
+        }
+    };
+    // The stream from `start`, cut after `len` bytes.
+    let body = from(start).scan(len, |left, chunk| {
+        let item = match chunk {
+            Ok(_) if *left == 0 => None,
+            Ok(mut bytes) => {
+                let keep = bytes
+                    .len()
+                    .min(usize::try_from(*left).unwrap_or(usize::MAX));
+                bytes.truncate(keep);
+                *left -= keep as u64;
+                Some(Ok(bytes))
+            }
+            Err(e) => Some(Err(e)),
+        };
+        std::future::ready(item)
+    });
+    let mut response = Response::new(axum::body::Body::from_stream(body));
+    *response.status_mut() = status;
+    set(&mut response, ACCEPT_RANGES, "bytes");
+    set(&mut response, CONTENT_LENGTH, &len.to_string());
+    if status == StatusCode::PARTIAL_CONTENT {
+        let end = (start + len).saturating_sub(1);
+        set(
+            &mut response,
+            CONTENT_RANGE,
+            &format!("bytes {start}-{end}/{size}"),
+        );
+    }
+    response
 }
 
 /// `…/applications/{appId}/results?limit=&before=`: a [`ResultsPage`] in an envelope.

@@ -37,9 +37,13 @@ use upload::{Kept, Upload};
 pub(crate) enum ResultSource {
     /// A local file.
     File(std::path::PathBuf),
-    /// Its bytes, in order, fetched as they are read.
-    Stream(futures_util::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>),
+    /// Its bytes from an offset on, in order, fetched as they are read.
+    Stream(Box<dyn FnOnce(u64) -> ByteStream + Send>),
 }
+
+/// Bytes fetched as they are read.
+pub(crate) type ByteStream =
+    futures_util::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>;
 
 impl std::fmt::Debug for ResultSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -880,32 +880,44 @@ impl Storage for PgStore {
     }
 
     fn result_source(&self, file: &str) -> ResultSource {
-        // One chunk at a time, each on a pooled connection taken for that chunk only (a slow
-        // reader holds none); after an error the stream ends.
-        let chunks = futures_util::stream::unfold(
-            (Arc::clone(&self.files), file.to_owned(), Some(0i32)),
-            |(pool, name, n)| async move {
-                let n = n?;
-                let fetched = async {
-                    let client = pool.get().await?;
-                    let row = client
-                        .query_opt(
-                            "SELECT data FROM sq_result_chunk WHERE name = $1 AND n = $2",
-                            &[&name, &n],
-                        )
-                        .await?;
-                    PgResult::Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
-                };
-                match fetched.await {
-                    Ok(Some(data)) => {
-                        Some((Ok(bytes::Bytes::from(data)), (pool, name, Some(n + 1))))
+        let (pool, name) = (Arc::clone(&self.files), file.to_owned());
+        ResultSource::Stream(Box::new(move |from| {
+            // Every chunk but the last holds CHUNK_BYTES: start at the one holding `from`,
+            // without its first `skip` bytes.
+            let chunk = CHUNK_BYTES as u64;
+            let first = i32::try_from(from / chunk).ok();
+            let skip = (from % chunk) as usize;
+            // One chunk at a time, each on a pooled connection taken for that chunk only (a
+            // slow reader holds none); after an error the stream ends.
+            let chunks = futures_util::stream::unfold(
+                (pool, name, first),
+                move |(pool, name, n)| async move {
+                    let n = n?;
+                    let fetched = async {
+                        let client = pool.get().await?;
+                        let row = client
+                            .query_opt(
+                                "SELECT data FROM sq_result_chunk WHERE name = $1 AND n = $2",
+                                &[&name, &n],
+                            )
+                            .await?;
+                        PgResult::Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
+                    };
+                    match fetched.await {
+                        Ok(Some(data)) => {
+                            let mut data = bytes::Bytes::from(data);
+                            if first == Some(n) {
+                                data = data.slice(skip.min(data.len())..);
+                            }
+                            Some((Ok(data), (pool, name, n.checked_add(1))))
+                        }
+                        Ok(None) => None,
+                        Err(e) => Some((Err(io(e)), (pool, name, None))),
                     }
-                    Ok(None) => None,
-                    Err(e) => Some((Err(io(e)), (pool, name, None))),
-                }
-            },
-        );
-        ResultSource::Stream(Box::pin(chunks))
+                },
+            );
+            Box::pin(chunks)
+        }))
     }
 
     fn remove_results(&self, files: Vec<String>) -> BoxFuture<'_, ()> {
