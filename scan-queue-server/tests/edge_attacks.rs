@@ -191,6 +191,9 @@ async fn slow_headers_idle_sockets_and_stalled_bodies_are_closed_in_time() {
     let (idle_after, _) = idle.await.unwrap();
     let (stalled_after, answer) = stalled.await.unwrap();
     let slow_after = slowloris.await.unwrap();
+    eprintln!(
+        "closed after (configured 2 s): idle {idle_after:?}, stalled body {stalled_after:?}, slow header {slow_after:?}"
+    );
     for (what, after) in [
         ("idle", idle_after),
         ("stalled body", stalled_after),
@@ -437,6 +440,9 @@ async fn uploads_with_bogus_keys_never_reach_the_disk() {
     }
     watch.0.store(true, std::sync::atomic::Ordering::Relaxed);
     let (most, polls) = watch.1.join().unwrap();
+    eprintln!(
+        "10 refused 20 MiB uploads: at most {most} files in incoming/ and results/ over {polls} polls"
+    );
     assert!(polls > 10, "the watcher ran ({polls} polls)");
     assert_eq!(most, 0, "a refused upload reached the disk");
     for answer in answers.iter().flatten() {
