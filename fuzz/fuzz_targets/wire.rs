@@ -310,6 +310,10 @@ fuzz_target!(|input: Input| {
                 .strip_prefix(p)
                 .is_some_and(|rest| rest.starts_with('/'))
     });
+    // GET on the root redirects to the page; GET /ready answers a word for load balancers.
+    let page = page
+        || (request.method() == Method::GET
+            && ["/", "/threadfix", "/threadfix/", "/ready"].contains(&request.uri().path()));
     // A result download answers the file itself when it succeeds (its refusals are envelopes).
     let download = request.uri().path().ends_with("/result");
     let (status, bytes) = w.runtime.block_on(async {

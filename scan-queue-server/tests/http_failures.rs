@@ -551,6 +551,18 @@ async fn unknown_task_no_task_and_unknown_endpoint() {
     assert_eq!(response.status(), 405);
     let r = json(response).await;
     assert_failure(&r, "Method GET is not allowed on tasks/failTask; use POST.");
+    // A method other paths do not take: an envelope too (a fuzz finding: it was an empty 405).
+    for path in ["/", "/ready", "/tasks/summary", "/threadfix"] {
+        let response = s
+            .http
+            .post(format!("{}{path}", s.origin))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{path}");
+        let r = json(response).await;
+        assert_failure(&r, &format!("Method POST is not allowed for {path}."));
+    }
     s.stop().await;
 }
 

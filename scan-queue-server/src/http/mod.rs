@@ -210,6 +210,7 @@ pub(crate) fn router(app: Arc<App>, other: axum::Router<Arc<App>>) -> axum::Rout
         .route("/threadfix/rest/tasks/{op}", any(dispatch))
         .route("/threadfix/rest/{version}/tasks/{op}", any(dispatch))
         .fallback(unknown_endpoint)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             app.edge.body_timeout,
@@ -324,6 +325,17 @@ async fn unknown_endpoint(request: Request) -> Response {
         format!("Unknown endpoint: {path}. Endpoints are /rest/{{version}}/tasks/{{name}}."),
     )));
     tagged(response, "unknown", "not_found")
+}
+
+/// A method a known path does not take (`POST /`, `POST /ready`, `POST /tasks/summary`, …): a
+/// 405 envelope, where axum would answer an empty body.
+async fn method_not_allowed(request: Request) -> Response {
+    let path: String = request.uri().path().chars().take(100).collect();
+    let response = reply(Err(Failure::with_status(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("Method {} is not allowed for {path}.", request.method()),
+    )));
+    tagged(response, "unknown", "refused")
 }
 
 /// Another method than GET on a results path: a 405 envelope, as for the operations.
