@@ -444,6 +444,10 @@ fn run(args: Args) -> Result<(), String> {
         if args.in_memory {
             banner
                 .push_str("data: in memory only (--in-memory): everything is lost when it stops\n");
+        } else if args.postgres.is_some() {
+            banner.push_str(
+                "data: in PostgreSQL (--postgres); a standby until it holds the election (GET /ready)\n",
+            );
         } else {
             banner.push_str(&format!("data directory: {}\n", data_dir.display()));
         }
