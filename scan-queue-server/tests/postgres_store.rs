@@ -46,17 +46,32 @@ async fn wait_until_active(s: &TestServer) {
 }
 
 async fn download(s: &TestServer, id: u64) -> (StatusCode, Vec<u8>) {
-    let r = s
+    let (status, _, body) = fetch_result(s, id, None).await;
+    (status, body)
+}
+
+/// Status, `Content-Range` and body of a result download, with `Range: range` if any.
+async fn fetch_result(
+    s: &TestServer,
+    id: u64,
+    range: Option<&str>,
+) -> (StatusCode, Option<String>, Vec<u8>) {
+    let mut request = s
         .http
         .get(format!(
             "{}/threadfix/rest/latest/tasks/{id}/result",
             s.origin
         ))
-        .header("Authorization", format!("APIKEY {API_KEY}"))
-        .send()
-        .await
-        .unwrap();
-    (r.status(), r.bytes().await.unwrap().to_vec())
+        .header("Authorization", format!("APIKEY {API_KEY}"));
+    if let Some(range) = range {
+        request = request.header("Range", range);
+    }
+    let r = request.send().await.unwrap();
+    let content_range = r
+        .headers()
+        .get("content-range")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (r.status(), content_range, r.bytes().await.unwrap().to_vec())
 }
 
 /// A report of `len` bytes, well-formed XML, not repeating itself in 256 KiB.
@@ -268,26 +283,6 @@ fn a_ca_file_without_certificates_is_refused() {
     assert!(pg.trust_ca_pem(b"").is_err());
 }
 
-/// Status, `Content-Range` and body of a download with `Range: range`.
-async fn ranged(s: &TestServer, id: u64, range: &str) -> (StatusCode, Option<String>, Vec<u8>) {
-    let r = s
-        .http
-        .get(format!(
-            "{}/threadfix/rest/latest/tasks/{id}/result",
-            s.origin
-        ))
-        .header("Authorization", format!("APIKEY {API_KEY}"))
-        .header("Range", range)
-        .send()
-        .await
-        .unwrap();
-    let content_range = r
-        .headers()
-        .get("content-range")
-        .map(|v| v.to_str().unwrap().to_owned());
-    (r.status(), content_range, r.bytes().await.unwrap().to_vec())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn byte_ranges_from_postgres_answer_as_from_a_data_dir() {
     let Some(pg) = pg::Pg::start("byte_ranges_from_postgres_answer_as_from_a_data_dir") else {
@@ -322,8 +317,8 @@ async fn byte_ranges_from_postgres_answer_as_from_a_data_dir() {
         ("bytes=9-1", None),
         ("pages=1", None),
     ] {
-        let from_pg = ranged(&on_pg, ids[0], range).await;
-        let from_disk = ranged(&on_disk, ids[1], range).await;
+        let from_pg = fetch_result(&on_pg, ids[0], Some(range)).await;
+        let from_disk = fetch_result(&on_disk, ids[1], Some(range)).await;
         assert_eq!(from_pg.0, from_disk.0, "{range}");
         assert_eq!(from_pg.1, from_disk.1, "{range}");
         match want {

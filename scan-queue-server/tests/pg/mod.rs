@@ -155,7 +155,7 @@ impl Pg {
         format!("postgresql://postgres@127.0.0.1:{}/{db}", self.port)
     }
 
-    /// Runs SQL through psql; its output, unaligned, tuples only.
+    /// Runs SQL through psql (on the Unix socket); its output, unaligned, tuples only.
     pub fn psql(&self, sql: &str) -> String {
         let out = Command::new(self.bin.join("psql"))
             .args([
@@ -165,7 +165,12 @@ impl Pg {
                 "-v",
                 "ON_ERROR_STOP=1",
                 "-d",
-                &self.url(),
+                // The Unix socket: plain TCP may be refused (`require_tls`).
+                &format!(
+                    "host={} port={} user=postgres dbname=postgres",
+                    self.dir.path().display(),
+                    self.port
+                ),
                 "-c",
                 sql,
             ])
@@ -224,34 +229,9 @@ impl Pg {
                 .success();
             assert!(ok, "chown the certificate to postgres");
         }
-        // Over the Unix socket: plain TCP is about to be refused.
-        self.psql_on_socket("ALTER SYSTEM SET ssl = on");
-        self.psql_on_socket("SELECT pg_reload_conf()");
+        self.psql("ALTER SYSTEM SET ssl = on");
+        self.psql("SELECT pg_reload_conf()");
         ca.pem()
-    }
-
-    fn psql_on_socket(&self, sql: &str) -> String {
-        let out = Command::new(self.bin.join("psql"))
-            .args([
-                "-X",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-U",
-                "postgres",
-                "-h",
-            ])
-            .arg(self.dir.path())
-            .args(["-p", &self.port.to_string(), "-c", sql])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "psql {sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 }
 
