@@ -435,6 +435,7 @@ fn run(args: Args) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
+        let shutdown = shutdown_signal()?;
         // stdout, once, in one write: what a person starting the server needs to copy. A
         // closed stdout (a supervisor that read the first line) must not stop the server.
         let mut banner = format!(
@@ -478,7 +479,7 @@ fn run(args: Args) -> Result<(), String> {
             tracing::info!(listen = %local, data_dir = %data, fsync, "started");
         }
         server
-            .serve(listener, shutdown_signal())
+            .serve(listener, shutdown)
             .await
             .map_err(|e| format!("server error: {e}"))?;
         tracing::info!("stopped");
@@ -486,26 +487,28 @@ fn run(args: Args) -> Result<(), String> {
     })
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+/// Registers SIGINT (Ctrl-C) and SIGTERM handlers now, and completes on either. Registered
+/// before the banner is printed: a supervisor (or test) that signals as soon as it has read
+/// the banner must get a graceful stop, not the signal's default action.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let handler = |kind| signal(kind).map_err(|e| format!("cannot handle signals: {e}"));
+        let (mut int, mut term) = (
+            handler(SignalKind::interrupt())?,
+            handler(SignalKind::terminate())?,
+        );
+        Ok(async move {
+            tokio::select! {
+                _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT: shutting down"),
-        () = term => tracing::info!("SIGTERM: shutting down"),
+        })
     }
+    #[cfg(not(unix))]
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("Ctrl-C: shutting down");
+    })
 }
