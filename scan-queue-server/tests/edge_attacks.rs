@@ -125,6 +125,23 @@ async fn call(http: &reqwest::Client, url: &str, form: &[(&str, &str)]) -> serde
         .unwrap()
 }
 
+/// A `completeTask` call with `form` (multipart), its envelope.
+async fn complete(
+    http: &reqwest::Client,
+    s: &Server,
+    form: reqwest::multipart::Form,
+) -> serde_json::Value {
+    http.post(s.api("completeTask"))
+        .header("Authorization", format!("APIKEY {API_KEY}"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// How long until the server closes `stream` (reading and discarding what it sends), and
 /// what it sent.
 async fn until_closed(mut stream: TcpStream, limit: Duration) -> (Duration, String) {
@@ -478,16 +495,7 @@ async fn uploads_with_bogus_keys_never_reach_the_disk() {
         (small(false, &agent, "bogus"), "secure task key"),
         (small(true, &agent, &task_key), "before the file"),
     ] {
-        let r: serde_json::Value = http
-            .post(s.api("completeTask"))
-            .header("Authorization", format!("APIKEY {API_KEY}"))
-            .multipart(form)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r = complete(&http, &s, form).await;
         assert_eq!(r["success"], false);
         let message = r["message"].as_str().unwrap();
         assert!(
@@ -801,16 +809,7 @@ async fn uploads_past_max_uploads_get_503_and_a_trickle_is_cut() {
             "file",
             reqwest::multipart::Part::bytes(b"<r/>".to_vec()).file_name("r.xml"),
         );
-    let r: serde_json::Value = http
-        .post(s.api("completeTask"))
-        .header("Authorization", format!("APIKEY {API_KEY}"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = complete(&http, &s, form).await;
     assert_eq!(r["success"], true, "{r}");
     assert_eq!(files_under(&s.data("incoming")), 0);
 }
