@@ -281,6 +281,12 @@ fn a_ca_file_without_certificates_is_refused() {
     let mut pg = Postgres::new("postgresql://u@127.0.0.1/db?sslmode=require", "http://x").unwrap();
     assert!(pg.trust_ca_pem(b"not a certificate").is_err());
     assert!(pg.trust_ca_pem(b"").is_err());
+    let ca = rcgen::generate_simple_self_signed(vec!["db".to_owned()]).unwrap();
+    assert_eq!(pg.trust_ca_pem(ca.cert.pem().as_bytes()), Ok(1));
+    // Without sslmode=require the CA would go unused: refused, saying so.
+    let mut plain = Postgres::new("postgresql://u@127.0.0.1/db", "http://x").unwrap();
+    let refused = plain.trust_ca_pem(ca.cert.pem().as_bytes()).unwrap_err();
+    assert!(refused.contains("sslmode=require"), "{refused}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -126,8 +126,14 @@ impl Postgres {
 
     /// Also trusts the CA certificates in `pem` (PEM text, as in `--postgres-ca`) for the
     /// database's certificate, beside the system's roots. Returns how many it added.
+    /// Refused when the connection string does not ask for TLS: the CA would go unused.
     pub fn trust_ca_pem(&mut self, pem: &[u8]) -> Result<usize, String> {
         use rustls::pki_types::CertificateDer;
+        if self.config.get_ssl_mode() != SslMode::Require {
+            return Err(
+                "the connection string does not ask for TLS: add sslmode=require to it".to_owned(),
+            );
+        }
         use rustls::pki_types::pem::PemObject;
         let certs = CertificateDer::pem_slice_iter(pem)
             .collect::<Result<Vec<_>, _>>()
@@ -239,9 +245,10 @@ impl PgStore {
             term: 0,
             durable: 0,
         });
+        let tls = pg.tls();
         let store = PgStore {
             pg: pg.clone(),
-            tls: pg.tls(),
+            tls: tls.clone(),
             queue_config,
             log: Mutex::new(Log {
                 dirty: true,
@@ -254,7 +261,7 @@ impl PgStore {
             boot_ms: now_ms,
             files: Arc::new(Pool {
                 config: pg.config.clone(),
-                tls: pg.tls(),
+                tls,
                 idle: Mutex::new(Vec::new()),
                 permits: Arc::new(tokio::sync::Semaphore::new(FILE_CONNECTIONS)),
             }),
