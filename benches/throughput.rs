@@ -407,11 +407,31 @@ fn bench_memory(backlog: usize) -> (f64, f64) {
     (per_task, returned)
 }
 
+/// `SCAN_QUEUE_BENCH_ONLY=ROW:N` (ROW one of `floor`, `lifecycle`, `peer`): 10 000 cycles
+/// of that row at 1 000 queued, then N more, nothing printed: for counting instructions, e.g.
+/// `valgrind --tool=callgrind` at two values of N, the difference divided by theirs (the
+/// figures in BENCHMARKS.md).
+fn count_only(only: &str) {
+    let (row, n) = only.split_once(':').expect("ROW:N");
+    let n: u64 = n.parse().expect("N a number");
+    let mut run: Box<dyn FnMut(u64)> = match row {
+        "floor" => Box::new(floor_run(1_000)),
+        "lifecycle" => Box::new(lifecycle_run(1_000)),
+        "peer" => Box::new(peer_run(1_000)),
+        _ => panic!("ROW is floor, lifecycle or peer"),
+    };
+    run(10_000);
+    run(n);
+}
+
 fn main() {
     // `cargo test --benches` / `cargo bench --no-run` build this; only a real `cargo bench`
     // passes `--bench`.
     if !std::env::args().any(|a| a == "--bench") {
         return;
+    }
+    if let Some(only) = std::env::var_os("SCAN_QUEUE_BENCH_ONLY") {
+        return count_only(&only.to_string_lossy());
     }
     let s = sizes();
     println!(

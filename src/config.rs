@@ -30,7 +30,8 @@ pub struct Config {
     pub max_finished_tasks: usize,
     /// Registered (live) scan agents. Default: 10 000.
     pub max_agents: usize,
-    /// Distinct scanner names among open tasks. Default: 1 024.
+    /// Distinct scanner names among open tasks, at most 65 535 (each has a 16-bit slot).
+    /// Default: 1 024.
     pub max_scanners: usize,
     /// Scanner names in one request for a task. Default: 64.
     pub max_scanners_per_request: usize,
@@ -76,7 +77,8 @@ impl Default for Config {
 
 impl Config {
     /// Checks that the configuration is usable: durations and attempts at least 1, bounds at
-    /// least 1 (the status history at least 2, the URL length at least [`MIN_URL_LEN`]).
+    /// least 1 (the status history at least 2, the URL length at least [`MIN_URL_LEN`]), and
+    /// at most 65 535 scanners.
     pub fn validate(&self) -> Result<(), Error> {
         let checks: [(bool, Field); 12] = [
             (self.lease_ms >= 1, Field::ConfigLease),
@@ -91,7 +93,10 @@ impl Config {
                 Field::ConfigBound(Bound::FinishedTasks),
             ),
             (self.max_agents >= 1, Field::ConfigBound(Bound::Agents)),
-            (self.max_scanners >= 1, Field::ConfigBound(Bound::Scanners)),
+            (
+                (1..=crate::queue::MAX_SCANNER_SLOTS).contains(&self.max_scanners),
+                Field::ConfigBound(Bound::Scanners),
+            ),
             (
                 self.max_scanners_per_request >= 1,
                 Field::ConfigBound(Bound::ScannersPerRequest),

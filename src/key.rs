@@ -20,21 +20,43 @@ struct Secret([u8; KEY_LEN]);
 impl Secret {
     /// Uniform over the 62 alphanumerics: each random byte's low 6 bits are uniform on 0..64,
     /// and the 2 values past 61 are rejected. One 64-byte draw almost always suffices.
+    ///
+    /// Eight bytes at a time when none of them is rejected (≈ 78 % of the words): one test
+    /// of the word (a byte's low 6 bits plus 2 reach bit 6 only at 62 and 63, with no carry
+    /// into the next byte) instead of a test and a branch per byte; the same keys as byte by
+    /// byte (`seeded_keys_are_stable`), ≈ 250 instructions less per key (BENCHMARKS.md).
     fn generate(rng: &mut dyn RngCore) -> Secret {
-        const ALPHABET: &[u8; 62] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        // The alphabet, and two bytes that a rejected value would map to, never used.
+        const TABLE: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789__";
+        const LOW6: u64 = 0x3f3f_3f3f_3f3f_3f3f;
         let mut bytes = [0u8; KEY_LEN];
         let mut filled = 0;
         let mut random = [0u8; 64];
         while filled < KEY_LEN {
             rng.fill_bytes(&mut random);
-            for b in random {
-                let Some(slot) = bytes.get_mut(filled) else {
-                    break;
-                };
-                if let Some(c) = ALPHABET.get(usize::from(b & 0x3f)) {
-                    *slot = *c;
+            for chunk in random.chunks_exact(8) {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(chunk);
+                let six = u64::from_le_bytes(word) & LOW6;
+                if (six + 0x0202_0202_0202_0202) & 0x4040_4040_4040_4040 == 0
+                    && let Some(out) = bytes.get_mut(filled..filled + 8)
+                {
+                    for (o, c) in out.iter_mut().zip(six.to_le_bytes()) {
+                        *o = TABLE.get(usize::from(c & 0x3f)).copied().unwrap_or(b'_');
+                    }
+                    filled += 8;
+                    continue;
+                }
+                for c in chunk.iter().map(|b| b & 0x3f).filter(|c| *c < 62) {
+                    let Some(slot) = bytes.get_mut(filled) else {
+                        break;
+                    };
+                    *slot = TABLE.get(usize::from(c)).copied().unwrap_or(b'_');
                     filled += 1;
+                }
+                if filled == KEY_LEN {
+                    break;
                 }
             }
         }

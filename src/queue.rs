@@ -55,7 +55,7 @@ pub struct Queue {
     /// listings read `tasks` in id order and filter.
     pub(crate) counts: [usize; 7],
     /// Per scanner: open tasks using it, and its queued task ids in order (oldest first).
-    pub(crate) scanners: FxHashMap<Arc<str>, ScannerQueue>,
+    pub(crate) scanners: Scanners,
     /// (next timer instant, id) of every active task, and of the queued tasks that
     /// [`ScannerQueue::explicit`] says have one. The first entry is the next timer due.
     pub(crate) timers: BTreeSet<(u64, TaskId)>,
@@ -114,6 +114,102 @@ impl Spare {
         if pool.len() < SPARE {
             history.clear();
             pool.push(history);
+        }
+    }
+}
+
+/// How many scanners [`Slot`] numbers: `Config::max_scanners` is at most this.
+pub(crate) const MAX_SCANNER_SLOTS: usize = u16::MAX as usize;
+
+/// The slot of an open task's scanner in [`Scanners`]: a cache that saves hashing the name on
+/// each change of the task (three per lifecycle, ≈ 400 instructions, BENCHMARKS.md), checked
+/// by pointer before use and looked up by name when stale. Not state: never compared,
+/// serialized or trusted.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Slot(u16);
+
+impl Default for Slot {
+    fn default() -> Slot {
+        Slot(u16::MAX)
+    }
+}
+
+impl PartialEq for Slot {
+    fn eq(&self, _: &Slot) -> bool {
+        true
+    }
+}
+impl Eq for Slot {}
+
+/// The per-scanner indexes, by name and by slot.
+#[derive(Default)]
+pub(crate) struct Scanners {
+    by_name: FxHashMap<Arc<str>, u16>,
+    slots: Vec<Option<ScannerQueue>>,
+    /// The slot `queue_scan` found its scanner in, for the task it is about to queue.
+    pub(crate) next: Slot,
+}
+
+impl Scanners {
+    /// A scanner's index entry, by name.
+    pub(crate) fn get(&self, name: &str) -> Option<&ScannerQueue> {
+        self.find(name).map(|(_, entry)| entry)
+    }
+
+    /// A scanner's slot and index entry, by name.
+    pub(crate) fn find(&self, name: &str) -> Option<(Slot, &ScannerQueue)> {
+        let slot = *self.by_name.get(name)?;
+        Some((Slot(slot), self.slots.get(usize::from(slot))?.as_ref()?))
+    }
+
+    /// The number of scanners with open tasks.
+    pub(crate) fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// Every entry, in slot order.
+    pub(crate) fn values(&self) -> impl Iterator<Item = &ScannerQueue> {
+        self.slots.iter().flatten()
+    }
+
+    /// The entry of `name`, found by `hint` when that slot holds this very name (the interned
+    /// `Arc`), else by name, else created in the first free slot. `None` only past
+    /// [`MAX_SCANNER_SLOTS`], which the scanner bound keeps out of reach.
+    fn entry(&mut self, hint: Slot, name: &Arc<str>) -> Option<(Slot, &mut ScannerQueue)> {
+        let hit = |s: &Option<ScannerQueue>| s.as_ref().is_some_and(|e| Arc::ptr_eq(&e.name, name));
+        let slot = match self.slots.get(usize::from(hint.0)) {
+            Some(s) if hit(s) => hint.0,
+            _ => match self.by_name.get(&**name) {
+                Some(slot) => *slot,
+                None => {
+                    let free = self.slots.iter().position(Option::is_none);
+                    let slot = free.unwrap_or(self.slots.len());
+                    let slot = u16::try_from(slot).ok().filter(|s| *s < u16::MAX)?;
+                    if free.is_none() {
+                        self.slots.push(None);
+                    }
+                    *self.slots.get_mut(usize::from(slot))? = Some(ScannerQueue {
+                        name: Arc::clone(name),
+                        open: 0,
+                        queued: VecDeque::new(),
+                        explicit: false,
+                    });
+                    self.by_name.insert(Arc::clone(name), slot);
+                    slot
+                }
+            },
+        };
+        let entry = self.slots.get_mut(usize::from(slot))?.as_mut()?;
+        Some((Slot(slot), entry))
+    }
+
+    fn remove(&mut self, slot: Slot) {
+        if let Some(entry) = self
+            .slots
+            .get_mut(usize::from(slot.0))
+            .and_then(Option::take)
+        {
+            self.by_name.remove(&entry.name);
         }
     }
 }
@@ -200,7 +296,7 @@ impl Queue {
             next_task_id: 1,
             tasks: TaskStore::default(),
             counts: [0; 7],
-            scanners: FxHashMap::default(),
+            scanners: Scanners::default(),
             timers: BTreeSet::new(),
             finished: VecDeque::new(),
             agents: BTreeMap::new(),
@@ -386,6 +482,7 @@ impl Queue {
                     application,
                     // Interned by `reindex`.
                     scanner: Arc::clone(scanner),
+                    slot: std::mem::take(&mut self.scanners.next),
                     target_url: target_url.clone(),
                     scan_config,
                     status: TaskStatus::Queued,
@@ -591,20 +688,8 @@ impl Queue {
         let is_queued = new.status == TaskStatus::Queued;
 
         if was_open != is_open || was_queued != is_queued {
-            // Look up by `&str` first: the entry API would clone the `Arc` even when present.
-            let entry = match self.scanners.get_mut(&*task.scanner) {
-                Some(entry) => entry,
-                None => {
-                    let name = Arc::clone(&task.scanner);
-                    self.scanners
-                        .entry(Arc::clone(&name))
-                        .or_insert(ScannerQueue {
-                            name,
-                            open: 0,
-                            queued: VecDeque::new(),
-                            explicit: false,
-                        })
-                }
+            let Some((slot, entry)) = self.scanners.entry(task.slot, &task.scanner) else {
+                return;
             };
             // A task new to the indexes (queued, replayed or restored) shares the name.
             let intern = (old.is_none() && !Arc::ptr_eq(&entry.name, &task.scanner))
@@ -670,12 +755,13 @@ impl Queue {
                 }
             }
             if entry.open == 0 && entry.queued.is_empty() {
-                self.scanners.remove(&*task.scanner);
+                self.scanners.remove(slot);
             }
-            if let Some(name) = intern
-                && let Some(task) = self.tasks.get_mut(&id)
-            {
-                task.scanner = name;
+            if let Some(task) = self.tasks.get_mut(&id) {
+                task.slot = slot;
+                if let Some(name) = intern {
+                    task.scanner = name;
+                }
             }
         }
         // After the scanner index, which may have just removed the same (deadline, id).

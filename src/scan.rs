@@ -3,7 +3,7 @@
 use crate::error::{Bound, Error, Field};
 use crate::event::Event;
 use crate::ids::{ApplicationId, ScanConfigId, TaskId};
-use crate::queue::Queue;
+use crate::queue::{Queue, Slot};
 use crate::task::Task;
 use std::sync::Arc;
 
@@ -58,6 +58,10 @@ impl Queue {
     pub fn queue_scan(&mut self, now_ms: u64, scan: NewScan<'_>) -> Result<&Task, Error> {
         let now_ms = self.advance(now_ms);
         let known = self.check_new_scan(scan.application, scan.scanner, scan.target_url)?;
+        let known = known.map(|(name, slot)| {
+            self.scanners.next = slot;
+            name
+        });
         let task = TaskId(self.next_task_id);
         self.commit(Event::TaskQueued {
             task,
@@ -78,7 +82,7 @@ impl Queue {
         application: ApplicationId,
         scanner: &str,
         target_url: Option<&str>,
-    ) -> Result<Option<Arc<str>>, Error> {
+    ) -> Result<Option<(Arc<str>, Slot)>, Error> {
         if application.0 == 0 {
             return Err(Error::InvalidInput {
                 field: Field::ApplicationId,
@@ -87,7 +91,7 @@ impl Queue {
         }
         // A scanner with open tasks passed these checks when its first task was queued (or
         // restored under this configuration); its interned name is the answer.
-        let known = self.scanners.get(scanner).map(|s| Arc::clone(&s.name));
+        let known = (self.scanners.find(scanner)).map(|(slot, s)| (Arc::clone(&s.name), slot));
         if known.is_none() {
             check_scanner_name(scanner, self.config.max_scanner_len).map_err(|e| match e {
                 NameError::TooLong => self.bound(Bound::ScannerLen),

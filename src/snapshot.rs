@@ -203,7 +203,7 @@ impl Queue {
                 }
             }
             let in_timers = t.timer_ms().map(|ms| self.timers.contains(&(ms, *id)));
-            let scanner = self.scanners.get(&*t.scanner);
+            let scanner = self.scanners.get(&t.scanner);
             let in_scanner_queue = scanner.is_some_and(|s| s.queued.binary_search(id).is_ok());
             match t.status {
                 TaskStatus::Queued => {

@@ -18,6 +18,9 @@ pub struct Task {
     pub(crate) application: ApplicationId,
     /// Interned: every open task of one scanner shares one allocation.
     pub(crate) scanner: Arc<str>,
+    /// Where the queue's index keeps this scanner while the task is open (not state).
+    #[serde(skip)]
+    pub(crate) slot: crate::queue::Slot,
     pub(crate) target_url: Option<Arc<str>>,
     pub(crate) scan_config: Option<ScanConfigId>,
     pub(crate) status: TaskStatus,

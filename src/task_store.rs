@@ -234,6 +234,7 @@ mod tests {
             id: TaskId(id),
             application: ApplicationId(1),
             scanner: "zap".into(),
+            slot: Default::default(),
             target_url: None,
             scan_config: None,
             status: TaskStatus::Queued,

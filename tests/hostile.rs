@@ -382,7 +382,7 @@ fn finished_tasks_past_their_bound_are_evicted_oldest_first() {
 
 #[test]
 fn unusable_configurations_are_refused_naming_the_setting() {
-    let cases: [(Config, Field); 5] = [
+    let cases: [(Config, Field); 6] = [
         (
             Config {
                 lease_ms: 0,
@@ -418,6 +418,13 @@ fn unusable_configurations_are_refused_naming_the_setting() {
             },
             Field::ConfigBound(Bound::UrlLen),
         ),
+        (
+            Config {
+                max_scanners: 65_536,
+                ..Config::default()
+            },
+            Field::ConfigBound(Bound::Scanners),
+        ),
     ];
     for (config, field) in cases {
         let expected = Error::InvalidInput {
@@ -434,6 +441,11 @@ fn unusable_configurations_are_refused_naming_the_setting() {
         ..Config::default()
     };
     assert_eq!(at_minimum.validate(), Ok(()));
+    let most_scanners = Config {
+        max_scanners: 65_535,
+        ..Config::default()
+    };
+    assert_eq!(most_scanners.validate(), Ok(()));
 }
 
 #[test]

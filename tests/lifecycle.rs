@@ -304,6 +304,38 @@ fn queue_scan_bounds_distinct_scanners() {
     scan(&mut q, T0, "WebInspect");
 }
 
+/// A scanner's index entry is found through a slot its open tasks remember; a freed slot is
+/// taken by another scanner while finished tasks of the first still name it. Every task still
+/// reaches its own scanner's entry, live, replayed or restored.
+#[test]
+fn scanner_slots_reused_by_other_scanners() {
+    let mut q = queue();
+    let (_, key) = agent(&mut q, T0);
+    let burp = scan(&mut q, T0, BURP);
+    let zap = scan(&mut q, T0, ZAP);
+    q.cancel_task(T0, burp).unwrap(); // Burp's slot is free
+    let inspect = scan(&mut q, T0, "WebInspect"); // and WebInspect takes it
+    let burp2 = scan(&mut q, T0, BURP); // a new slot for Burp
+    q.check_invariants().unwrap();
+    let keys = scan_queue::KeySource::from_seed([8; 32]);
+    let mut restored = scan_queue::Queue::restore(config(), keys, q.snapshot()).unwrap();
+    for q in [&mut q, &mut restored] {
+        for (id, scanner) in [(zap, ZAP), (inspect, "WebInspect"), (burp2, BURP)] {
+            let held = take(q, T0 + 1, &key, &[scanner]);
+            assert_eq!(held.id, id);
+            q.complete_task(T0 + 2, id, &key, &held.task_key).unwrap();
+            q.check_invariants().unwrap();
+        }
+        assert_eq!(q.stats().open_tasks(), 0);
+        // The index is empty again: each scanner can be queued anew.
+        for scanner in [BURP, ZAP, "WebInspect"] {
+            let id = scan(q, T0 + 3, scanner);
+            assert_eq!(take(q, T0 + 3, &key, &[scanner]).id, id);
+        }
+        q.check_invariants().unwrap();
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Agents
 // ---------------------------------------------------------------------------------------------
