@@ -89,7 +89,8 @@ impl Queue {
             if queue.agents.contains_key(&agent.id) {
                 return bad(format!("agent {} twice", agent.id));
             }
-            if queue.agent_by_selector.insert(selector, agent.id).is_some() {
+            let entry = (agent.id, agent.key.clone());
+            if queue.agent_by_selector.insert(selector, entry).is_some() {
                 return bad(format!("agent {} key selector collides", agent.id));
             }
             queue.agents.insert(
@@ -260,7 +261,8 @@ impl Queue {
             return bad("agent selector index differs from the agents".into());
         }
         for (id, agent) in &self.agents {
-            if self.agent_by_selector.get(&agent.key.selector()) != Some(id) {
+            if self.agent_by_selector.get(&agent.key.selector()) != Some(&(*id, agent.key.clone()))
+            {
                 return bad(format!("agent {id} missing from the selector index"));
             }
         }
