@@ -24,7 +24,7 @@ impl Secret {
     /// Eight bytes at a time when none of them is rejected (≈ 78 % of the words): one test
     /// of the word (a byte's low 6 bits plus 2 reach bit 6 only at 62 and 63, with no carry
     /// into the next byte) instead of a test and a branch per byte; the same keys as byte by
-    /// byte (`seeded_keys_are_stable`), ≈ 250 instructions less per key (BENCHMARKS.md).
+    /// byte (`seeded_keys_are_stable`), ≈ 90 instructions less per key (BENCHMARKS.md).
     fn generate(rng: &mut dyn RngCore) -> Secret {
         // The alphabet, and two bytes that a rejected value would map to, never used.
         const TABLE: &[u8; 64] =

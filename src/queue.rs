@@ -64,7 +64,7 @@ pub struct Queue {
     /// Registered agents by id (ordered, for deterministic snapshots).
     pub(crate) agents: BTreeMap<AgentId, Agent>,
     /// Agents and their keys by the first 8 bytes of the key (see `key.rs`): a presented key
-    /// is checked with one hash lookup, without the agents' B-tree (≈ 40 instructions less
+    /// is checked with one hash lookup, without the agents' B-tree (≈ 60 instructions less
     /// per call, BENCHMARKS.md; 44 bytes more per agent).
     pub(crate) agent_by_selector: FxHashMap<u64, (AgentId, AgentKey)>,
     pub(crate) counters: Counters,
@@ -124,7 +124,7 @@ impl Spare {
 pub(crate) const MAX_SCANNER_SLOTS: usize = u16::MAX as usize;
 
 /// The slot of an open task's scanner in [`Scanners`]: a cache that saves hashing the name on
-/// each change of the task (three per lifecycle, ≈ 400 instructions, BENCHMARKS.md), checked
+/// each change of the task (three per lifecycle: ≈ 220 instructions, BENCHMARKS.md), checked
 /// by pointer before use and looked up by name when stale. Not state: never compared,
 /// serialized or trusted.
 #[derive(Clone, Copy, Debug)]
