@@ -728,7 +728,11 @@ impl Queue {
                         Ok(_) => return, // already there: unreachable while the indexes agree
                     }
                 };
-                queued.insert(i, id);
+                if i == queued.len() {
+                    queued.push_back(id); // (`insert` at the end costs ≈ 25 more)
+                } else {
+                    queued.insert(i, id);
+                }
                 let fits = |j: Option<usize>, ok: fn(u64, u64) -> bool| {
                     let other = j.and_then(|j| queued.get(j));
                     other.is_none_or(|o| ok(deadline(o).0, task.timeout_ms))
