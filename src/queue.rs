@@ -475,36 +475,67 @@ impl Queue {
                 at_ms,
                 timeout_ms,
             } => {
-                let spare = self.spare.tasks.pop();
                 // Most queued tasks never get a second entry; don't reserve four.
                 let history = self.spare.histories[0].pop();
                 let history = history.unwrap_or_else(|| Vec::with_capacity(1));
-                let mut new = Task {
-                    id: task,
-                    application,
-                    // Interned by `reindex`.
-                    scanner: Arc::clone(scanner),
-                    slot: std::mem::take(&mut self.scanners.next),
-                    target_url: target_url.clone(),
-                    scan_config,
-                    status: TaskStatus::Queued,
-                    create_ms: at_ms,
-                    start_ms: None,
-                    end_ms: None,
-                    timeout_ms,
-                    attempts: 0,
-                    assignment: None,
-                    lease_lost_by: None,
-                    history,
-                };
-                new.push_status(at_ms, StatusMessage::Queued { at_ms }, max_history);
-                let new = match spare {
+                let slot = std::mem::take(&mut self.scanners.next);
+                let mut new = match self.spare.tasks.pop() {
+                    // An evicted task's box, written field by field (the pattern names every
+                    // field): ≈ 70 instructions less than building a task and moving it in.
                     Some(mut b) => {
-                        *b = new;
+                        let Task {
+                            id,
+                            application: app,
+                            scanner: name,
+                            slot: s,
+                            target_url: url,
+                            scan_config: config,
+                            status,
+                            create_ms,
+                            start_ms,
+                            end_ms,
+                            timeout_ms: timeout,
+                            attempts,
+                            assignment,
+                            lease_lost_by,
+                            history: h,
+                        } = &mut *b;
+                        (*id, *app, *s, *config, *status) =
+                            (task, application, slot, scan_config, TaskStatus::Queued);
+                        (*name, *url) = (Arc::clone(scanner), target_url.clone());
+                        (*create_ms, *start_ms, *end_ms, *timeout) =
+                            (at_ms, None, None, timeout_ms);
+                        (*attempts, *assignment, *lease_lost_by) = (0, None, None);
+                        *h = history;
                         b
                     }
-                    None => Box::new(new),
+                    None => Box::new(Task {
+                        id: task,
+                        application,
+                        // Interned by `reindex`.
+                        scanner: Arc::clone(scanner),
+                        slot,
+                        target_url: target_url.clone(),
+                        scan_config,
+                        status: TaskStatus::Queued,
+                        create_ms: at_ms,
+                        start_ms: None,
+                        end_ms: None,
+                        timeout_ms,
+                        attempts: 0,
+                        assignment: None,
+                        lease_lost_by: None,
+                        history,
+                    }),
                 };
+                // The first entry of an empty history (spare buffers are cleared): ≈ 40
+                // instructions less than `push_status`.
+                let message = StatusMessage::Queued { at_ms };
+                new.history.push(StatusEntry {
+                    id: 1,
+                    at_ms,
+                    message,
+                });
                 self.tasks.insert(task, new);
                 self.next_task_id = self.next_task_id.max(task.0.saturating_add(1));
                 self.counters.queued = self.counters.queued.saturating_add(1);
@@ -666,18 +697,19 @@ impl Queue {
             {
                 self.timers.remove(&(at, id));
             }
-            if old.holder != new.holder
-                && let Some(agent) = old.holder
-                && let Some(agent) = self.agents.get_mut(&agent)
-                && let Ok(i) = agent.tasks.binary_search(&id)
-            {
-                agent.tasks.remove(i);
-            }
         }
         if let Some(count) = self.counts.get_mut(new.status.index()) {
             *count = count.saturating_add(1);
         }
-        if old.is_none_or(|o| o.holder != new.holder)
+        let holder_moved = old.is_none_or(|o| o.holder != new.holder);
+        if holder_moved
+            && let Some(agent) = old.and_then(|o| o.holder)
+            && let Some(agent) = self.agents.get_mut(&agent)
+            && let Ok(i) = agent.tasks.binary_search(&id)
+        {
+            agent.tasks.remove(i);
+        }
+        if holder_moved
             && let Some(agent) = new.holder
             && let Some(agent) = self.agents.get_mut(&agent)
             && let Err(i) = agent.tasks.binary_search(&id)
