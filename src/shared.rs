@@ -10,6 +10,12 @@
 //! events leave in batches ([`SharedQueue::drain_events`]) so that freeing them happens after
 //! unlocking.
 //!
+//! What sharing costs: two threads calling it in turn run at about half one thread's rate, with
+//! this lock or any other (a spin lock did worse): the queue's state moves between the cores'
+//! caches at every call (BENCHMARKS.md, "Concurrent wrapper"). Where throughput matters, make
+//! several calls under one [`SharedQueue::lock`], or let one thread own the queue and send it
+//! the calls.
+//!
 //! The standard library's mutex, not `parking_lot`'s (which the server uses): measured in the
 //! same runs, with more threads than cores it lets the holder run several operations while the
 //! others sleep, where `parking_lot`'s hands the lock over more often (4 threads on 2 cores:
