@@ -91,14 +91,7 @@ fn sigterm_right_after_the_first_line_stops_gracefully() {
             first.starts_with("scan-queue-server listening on"),
             "{first}"
         );
-        let pid = child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
+        sigterm(&child);
         let status = child.wait().unwrap();
         assert!(status.success(), "{status}");
     }
@@ -149,16 +142,16 @@ fn start(args: &[&str], env_key: Option<&str>, dir: &std::path::Path) -> Running
     }
 }
 
+/// Sends SIGTERM to `child`.
+fn sigterm(child: &std::process::Child) {
+    let pid = child.id().to_string();
+    let kill = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(kill.unwrap().success());
+}
+
 /// SIGTERM, then the exit status and everything logged.
 fn terminate(mut running: Running) -> (std::process::ExitStatus, String) {
-    let pid = running.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    sigterm(&running.child);
     let status = running.child.wait().unwrap();
     let mut stderr = String::new();
     running

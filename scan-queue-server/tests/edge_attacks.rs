@@ -113,16 +113,14 @@ fn client_from(source: &str) -> reqwest::Client {
         .unwrap()
 }
 
+/// `request` with the API key, its envelope.
+async fn envelope(request: reqwest::RequestBuilder) -> serde_json::Value {
+    let request = request.header("Authorization", format!("APIKEY {API_KEY}"));
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 async fn call(http: &reqwest::Client, url: &str, form: &[(&str, &str)]) -> serde_json::Value {
-    http.post(url)
-        .header("Authorization", format!("APIKEY {API_KEY}"))
-        .form(form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    envelope(http.post(url).form(form)).await
 }
 
 /// A `completeTask` call with `form` (multipart), its envelope.
@@ -131,15 +129,7 @@ async fn complete(
     s: &Server,
     form: reqwest::multipart::Form,
 ) -> serde_json::Value {
-    http.post(s.api("completeTask"))
-        .header("Authorization", format!("APIKEY {API_KEY}"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    envelope(http.post(s.api("completeTask")).multipart(form)).await
 }
 
 /// How long until the server closes `stream` (reading and discarding what it sends), and
