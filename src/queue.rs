@@ -65,7 +65,7 @@ pub struct Queue {
     pub(crate) agents: BTreeMap<AgentId, Agent>,
     /// Agents and their keys by the first 8 bytes of the key (see `key.rs`): a presented key
     /// is checked with one hash lookup, without the agents' B-tree (≈ 60 instructions less
-    /// per call, BENCHMARKS.md; 44 bytes more per agent).
+    /// per call, BENCHMARKS.md). The only copy of each agent's key.
     pub(crate) agent_by_selector: FxHashMap<u64, (AgentId, AgentKey)>,
     pub(crate) counters: Counters,
     /// A metric, not state: not in snapshots or events, so a refused call changes no state.
@@ -148,7 +148,8 @@ impl Eq for Slot {}
 pub(crate) struct Scanners {
     by_name: FxHashMap<Arc<str>, u16>,
     slots: Vec<Option<ScannerQueue>>,
-    /// The slot `queue_scan` found its scanner in, for the task it is about to queue.
+    /// The slot `queue_scan` found its scanner in, for the task it is about to queue (so
+    /// `reindex` does not hash the name again: ≈ 120 instructions per queued task).
     pub(crate) next: Slot,
 }
 
@@ -239,7 +240,8 @@ pub(crate) struct ScannerQueue {
 /// A registered scan agent.
 #[derive(Debug)]
 pub(crate) struct Agent {
-    pub(crate) key: AgentKey,
+    /// Its key's selector; the key itself is kept once, in `Queue::agent_by_selector`.
+    pub(crate) selector: u64,
     pub(crate) registered_ms: u64,
     /// Tasks it holds (Assigned or InProgress), in id order: a sorted `Vec`, since an agent
     /// holds a few tasks and a B-tree's two operations per assignment cost more.
@@ -436,12 +438,13 @@ impl Queue {
                 ref key,
                 at_ms,
             } => {
+                let selector = key.selector();
                 self.agent_by_selector
-                    .insert(key.selector(), (agent, key.clone()));
+                    .insert(selector, (agent, key.clone()));
                 self.agents.insert(
                     agent,
                     Agent {
-                        key: key.clone(),
+                        selector,
                         registered_ms: at_ms,
                         tasks: Vec::new(),
                     },
@@ -452,7 +455,7 @@ impl Queue {
                 let Some(record) = self.agents.remove(&agent) else {
                     return;
                 };
-                self.agent_by_selector.remove(&record.key.selector());
+                self.agent_by_selector.remove(&record.selector);
                 for id in record.tasks {
                     self.change(id, |task| {
                         requeue(

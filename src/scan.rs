@@ -91,7 +91,8 @@ impl Queue {
         }
         // A scanner with open tasks passed these checks when its first task was queued (or
         // restored under this configuration); its interned name is the answer.
-        let known = (self.scanners.find(scanner)).map(|(slot, s)| (Arc::clone(&s.name), slot));
+        let known = self.scanners.find(scanner);
+        let known = known.map(|(slot, s)| (Arc::clone(&s.name), slot));
         if known.is_none() {
             check_scanner_name(scanner, self.config.max_scanner_len).map_err(|e| match e {
                 NameError::TooLong => self.bound(Bound::ScannerLen),

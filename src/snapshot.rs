@@ -57,13 +57,16 @@ impl Queue {
             next_task_id: self.next_task_id,
             tasks: self.tasks.iter().map(|(_, t)| t.clone()).collect(),
             finished: self.finished.iter().copied().collect(),
+            // Every agent's key is in the selector index (check_invariants).
             agents: self
                 .agents
                 .iter()
-                .map(|(id, a)| AgentRecord {
-                    id: *id,
-                    key: a.key.clone(),
-                    registered_ms: a.registered_ms,
+                .filter_map(|(id, a)| {
+                    Some(AgentRecord {
+                        id: *id,
+                        key: self.agent_by_selector.get(&a.selector)?.1.clone(),
+                        registered_ms: a.registered_ms,
+                    })
                 })
                 .collect(),
             counters: self.counters.clone(),
@@ -89,14 +92,16 @@ impl Queue {
             if queue.agents.contains_key(&agent.id) {
                 return bad(format!("agent {} twice", agent.id));
             }
-            let entry = (agent.id, agent.key.clone());
-            if queue.agent_by_selector.insert(selector, entry).is_some() {
+            let indexed = queue
+                .agent_by_selector
+                .insert(selector, (agent.id, agent.key));
+            if indexed.is_some() {
                 return bad(format!("agent {} key selector collides", agent.id));
             }
             queue.agents.insert(
                 agent.id,
                 Agent {
-                    key: agent.key,
+                    selector,
                     registered_ms: agent.registered_ms,
                     tasks: Vec::new(),
                 },
@@ -261,8 +266,8 @@ impl Queue {
             return bad("agent selector index differs from the agents".into());
         }
         for (id, agent) in &self.agents {
-            if self.agent_by_selector.get(&agent.key.selector()) != Some(&(*id, agent.key.clone()))
-            {
+            let indexed = self.agent_by_selector.get(&agent.selector);
+            if !indexed.is_some_and(|(a, key)| a == id && key.selector() == agent.selector) {
                 return bad(format!("agent {id} missing from the selector index"));
             }
         }
