@@ -129,12 +129,12 @@ impl Postgres {
     /// Refused when the connection string does not ask for TLS: the CA would go unused.
     pub fn trust_ca_pem(&mut self, pem: &[u8]) -> Result<usize, String> {
         use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
         if self.config.get_ssl_mode() != SslMode::Require {
             return Err(
                 "the connection string does not ask for TLS: add sslmode=require to it".to_owned(),
             );
         }
-        use rustls::pki_types::pem::PemObject;
         let certs = CertificateDer::pem_slice_iter(pem)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("not PEM certificates: {e}"))?;
