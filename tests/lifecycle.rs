@@ -319,7 +319,13 @@ fn scanner_slots_reused_by_other_scanners() {
     q.check_invariants().unwrap();
     let keys = scan_queue::KeySource::from_seed([8; 32]);
     let mut restored = scan_queue::Queue::restore(config(), keys, q.snapshot()).unwrap();
-    for q in [&mut q, &mut restored] {
+    // Replayed: the queued events come without `queue_scan`'s slot hint.
+    let mut replayed = queue_with(config());
+    for event in q.drain_events().collect::<Vec<_>>() {
+        replayed.apply(event).unwrap();
+    }
+    assert_eq!(replayed.snapshot(), q.snapshot());
+    for q in [&mut q, &mut restored, &mut replayed] {
         for (id, scanner) in [(zap, ZAP), (inspect, "WebInspect"), (burp2, BURP)] {
             let held = take(q, T0 + 1, &key, &[scanner]);
             assert_eq!(held.id, id);
