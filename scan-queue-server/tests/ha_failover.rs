@@ -55,6 +55,9 @@ struct Node {
     port: u16,
     url: String,
     log: PathBuf,
+    /// The node's `TMPDIR` (upload staging), inside the test's directory: a killed node
+    /// leaves its staging directory behind, and it goes with the test's.
+    tmp: PathBuf,
     child: Mutex<Option<Child>>,
 }
 
@@ -65,6 +68,7 @@ impl Node {
             port,
             url: format!("http://127.0.0.1:{port}"),
             log: dir.join(format!("{name}.log")),
+            tmp: dir.join(format!("{name}-tmp")),
             child: Mutex::new(None),
         }
     }
@@ -75,6 +79,7 @@ impl Node {
             .append(true)
             .open(&self.log)
             .unwrap();
+        std::fs::create_dir_all(&self.tmp).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_scan-queue-server"))
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .args(["--advertise-url", &self.url])
@@ -82,6 +87,7 @@ impl Node {
             // Snapshots every few records: servers restarted after a kill rebuild from them.
             .args(["--snapshot-every", "5"])
             .env("SCAN_QUEUE_POSTGRES", database)
+            .env("TMPDIR", &self.tmp)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
