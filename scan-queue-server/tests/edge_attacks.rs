@@ -646,15 +646,7 @@ async fn https_with_a_self_signed_certificate() {
         "https://localhost:{}/threadfix/rest/latest/tasks/requestScanAgentKey",
         s.addr.port()
     );
-    let r: serde_json::Value = https
-        .post(&url)
-        .header("Authorization", format!("APIKEY {API_KEY}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = envelope(https.post(&url)).await;
     assert_eq!(r["success"], true, "{r}");
     // Plain HTTP to the TLS port gets no answer.
     let plain = client().post(s.api("scanners")).send().await;
